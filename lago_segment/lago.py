@@ -1,0 +1,256 @@
+"""The Lago usage event, validated when built and rendered exactly as Lago accepts it.
+
+Lago's ``POST /api/v1/events`` is unforgiving: keys are snake_case only,
+``timestamp`` is Unix seconds (an integer or a decimal string, never
+ISO-8601), and property values are strings or numbers. :class:`LagoEvent`
+checks all of that when it is constructed, so an event that exists is an
+event Lago will accept (as far as its shape goes).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import attrs
+
+from .errors import InvalidLagoEvent
+
+__all__ = ["LagoEvent", "PropertyValue", "Timestamp"]
+
+#: A property value Lago accepts: a string or a number (never a bool or None).
+PropertyValue = str | int | float | Decimal
+#: An instant: an aware :class:`~datetime.datetime`, or Unix seconds.
+Timestamp = datetime | int | float | Decimal
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MS = Decimal("0.001")
+
+
+def _require_id(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidLagoEvent(name, f"must be a string, not {type(value).__name__}")
+    if not value.strip():
+        raise InvalidLagoEvent(name, "must not be empty")
+    return value
+
+
+def _transaction_id(value: object) -> str:
+    return _require_id("transaction_id", value)
+
+
+def _subscription_id(value: object) -> str:
+    return _require_id("external_subscription_id", value)
+
+
+def _code(value: object) -> str:
+    return _require_id("code", value)
+
+
+def _check_number(field: str, value: float | Decimal) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidLagoEvent(field, f"must be a finite number, not {value!r}")
+    if isinstance(value, Decimal) and not value.is_finite():
+        raise InvalidLagoEvent(field, f"must be a finite number, not {value!r}")
+
+
+def _check_timestamp(value: object) -> Timestamp:
+    if isinstance(value, bool) or not isinstance(value, (datetime, int, float, Decimal)):
+        raise InvalidLagoEvent(
+            "timestamp",
+            f"must be an aware datetime or Unix seconds, not {type(value).__name__}",
+        )
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise InvalidLagoEvent(
+                "timestamp", "is a naive datetime: give it a timezone (e.g. UTC)"
+            )
+    elif not isinstance(value, int):
+        _check_number("timestamp", value)
+    return value
+
+
+def _check_properties(value: object) -> dict[str, PropertyValue]:
+    if not isinstance(value, Mapping):
+        raise InvalidLagoEvent("properties", f"must be a mapping, not {type(value).__name__}")
+    checked: dict[str, PropertyValue] = {}
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise InvalidLagoEvent("properties", f"keys must be strings, not {key!r}")
+        field = f"properties.{key}"
+        if (
+            isinstance(item, bool)
+            or item is None
+            or not isinstance(item, (str, int, float, Decimal))
+        ):
+            kind = "null" if item is None else type(item).__name__
+            raise InvalidLagoEvent(
+                field,
+                f"is {kind}; Lago accepts only strings and numbers as property values "
+                "(convert it explicitly, e.g. with @string in a mapping spec)",
+            )
+        if isinstance(item, (float, Decimal)):
+            _check_number(field, item)
+        checked[key] = item
+    return checked
+
+
+def _check_amount(value: object) -> Decimal | str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, Decimal, int)):
+        raise InvalidLagoEvent(
+            "precise_total_amount_cents",
+            f"must be a Decimal or a decimal string, not {type(value).__name__}",
+        )
+    try:
+        number = value if isinstance(value, Decimal) else Decimal(value)
+    except InvalidOperation:
+        raise InvalidLagoEvent(
+            "precise_total_amount_cents", f"is not a decimal number: {value!r}"
+        ) from None
+    _check_number("precise_total_amount_cents", number)
+    return value if isinstance(value, (str, Decimal)) else Decimal(value)
+
+
+def unix_seconds(value: Timestamp) -> int | str:
+    """Render an instant as Lago wants it: Unix seconds, at millisecond precision.
+
+    A whole second is an ``int``; anything else is a decimal string with three
+    decimals (``"1651240791.123"``), never a float, so no digit is lost.
+    Sub-millisecond parts are truncated toward the past, so the same instant
+    always renders the same way (Lago dedupes on transaction_id + timestamp).
+
+    >>> unix_seconds(datetime(2022, 4, 29, 14, 39, 51, 123456, tzinfo=timezone.utc))
+    '1651243191.123'
+    >>> unix_seconds(1651240791)
+    1651240791
+    """
+    if isinstance(value, int):
+        return value
+    if isinstance(value, datetime):
+        delta = value - _EPOCH
+        millis = (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    else:
+        exact = value if isinstance(value, Decimal) else Decimal(repr(value))
+        millis = int((exact * 1000).to_integral_value(rounding="ROUND_FLOOR"))
+    seconds, ms = divmod(millis, 1000)
+    if ms == 0:
+        return seconds
+    return f"{seconds}.{ms:03d}"
+
+
+def _render_property(value: PropertyValue) -> str | int | float:
+    # Decimal has no JSON form that keeps every digit except a string; Lago
+    # compares property values as strings anyway.
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+@attrs.frozen(slots=True)
+class LagoEvent:
+    """One usage event for Lago's events API.
+
+    Validated at construction (raises :class:`~lago_segment.InvalidLagoEvent`
+    naming the field): ids and code are non-empty strings, the timestamp is an
+    aware datetime or finite Unix seconds, property values are strings or
+    finite numbers (booleans and nulls are refused: Lago's API admits neither),
+    and ``precise_total_amount_cents`` is a decimal number.
+
+    >>> event = LagoEvent(
+    ...     transaction_id="msg-1",
+    ...     external_subscription_id="sub-42",
+    ...     code="api_calls",
+    ...     timestamp=1651240791,
+    ...     properties={"calls": 3},
+    ... )
+    >>> event.to_dict()["timestamp"]
+    1651240791
+    """
+
+    transaction_id: str = attrs.field(converter=_transaction_id)
+    """The idempotency key: Lago stores one event per transaction_id and subscription."""
+    external_subscription_id: str = attrs.field(converter=_subscription_id)
+    """The subscription (your id for it) the usage is billed to."""
+    code: str = attrs.field(converter=_code)
+    """The billable metric code."""
+    timestamp: Timestamp = attrs.field(converter=_check_timestamp)
+    """When the usage happened: an aware datetime, or Unix seconds."""
+    properties: Mapping[str, PropertyValue] = attrs.field(
+        factory=dict, converter=_check_properties, hash=False
+    )
+    """Metric properties: string keys, string or number values."""
+    precise_total_amount_cents: Decimal | str | None = attrs.field(
+        default=None, converter=_check_amount
+    )
+    """For dynamic pricing: the exact amount, in cents, as a decimal."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON object Lago accepts for this event.
+
+        snake_case keys, ``timestamp`` as Unix seconds (see :func:`unix_seconds`),
+        ``properties`` only when there are any, ``precise_total_amount_cents``
+        as a string only when set.
+        """
+        body: dict[str, Any] = {
+            "transaction_id": self.transaction_id,
+            "external_subscription_id": self.external_subscription_id,
+            "code": self.code,
+            "timestamp": unix_seconds(self.timestamp),
+        }
+        if self.properties:
+            body["properties"] = {k: _render_property(v) for k, v in self.properties.items()}
+        if self.precise_total_amount_cents is not None:
+            body["precise_total_amount_cents"] = str(self.precise_total_amount_cents)
+        return body
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LagoEvent:
+        """Build an event from Lago's JSON form (what :meth:`to_dict` returns).
+
+        A string timestamp must be a decimal number of Unix seconds. Unknown
+        keys raise :class:`~lago_segment.InvalidLagoEvent`: Lago would drop
+        them silently, and we never drop what a user sent.
+        """
+        if not isinstance(data, Mapping):
+            raise InvalidLagoEvent("event", f"must be an object, not {type(data).__name__}")
+        unknown = set(data) - _WIRE_KEYS
+        if unknown:
+            raise InvalidLagoEvent(
+                sorted(unknown)[0], "is not a Lago event field (keys are snake_case)"
+            )
+        for key in ("transaction_id", "external_subscription_id", "code", "timestamp"):
+            if key not in data:
+                raise InvalidLagoEvent(key, "is missing")
+        timestamp = data["timestamp"]
+        if isinstance(timestamp, str):
+            try:
+                timestamp = Decimal(timestamp)
+            except InvalidOperation:
+                raise InvalidLagoEvent(
+                    "timestamp", f"is not Unix seconds: {timestamp!r}"
+                ) from None
+        return cls(
+            transaction_id=data["transaction_id"],
+            external_subscription_id=data["external_subscription_id"],
+            code=data["code"],
+            timestamp=timestamp,
+            properties=data.get("properties") or {},
+            precise_total_amount_cents=data.get("precise_total_amount_cents"),
+        )
+
+
+_WIRE_KEYS = frozenset(
+    {
+        "transaction_id",
+        "external_subscription_id",
+        "code",
+        "timestamp",
+        "properties",
+        "precise_total_amount_cents",
+    }
+)
