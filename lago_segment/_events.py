@@ -360,13 +360,18 @@ def _loads(data: str | bytes | bytearray, limit: int, what: str) -> Any:
         size = len(data)
     if size > limit:
         raise InvalidEventPayload(f"{what} is {size} bytes, over the {limit}-byte limit")
+    if not isinstance(data, str):
+        # Decoded here rather than by json.loads, which would also take UTF-16
+        # and UTF-32 and let encoded surrogates through: Segment sends UTF-8.
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidEventPayload(f"{what} is not valid UTF-8") from None
     try:
         value = json.loads(data)
-    except UnicodeDecodeError:
-        raise InvalidEventPayload(f"{what} is not valid UTF-8") from None
     except RecursionError:
         raise InvalidEventPayload(f"{what} nests deeper than {MAX_DEPTH} levels") from None
-    except ValueError as exc:  # JSONDecodeError, and bytes in no UTF encoding
+    except ValueError as exc:
         raise InvalidEventPayload(f"{what} is not valid JSON: {exc}") from None
     return value
 
