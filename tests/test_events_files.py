@@ -139,3 +139,20 @@ def test_batch_line_is_not_accepted() -> None:
     data = io.BytesIO(json.dumps({"batch": [GOOD_2]}).encode())
     with pytest.raises(InvalidEventPayload, match='missing "type"'):
         list(iter_events(data))
+
+
+@pytest.mark.parametrize("mode", ["r", "rb"])
+def test_real_open_files_in_text_and_binary_mode(tmp_path: Path, mode: str) -> None:
+    target = tmp_path / "events.jsonl"
+    target.write_bytes(CONTENT)
+    with open(target, mode) as f:
+        events = list(iter_events(f, strict=False))
+    assert [e.user_id for e in events] == ["u1", "u2"]
+
+
+def test_open_file_error_names_the_file(tmp_path: Path) -> None:
+    target = tmp_path / "events.jsonl"
+    target.write_bytes(CONTENT)
+    with open(target, "rb") as f, pytest.raises(InvalidEventPayload) as info:
+        list(iter_events(f))
+    assert (info.value.source, info.value.line) == (str(target), 4)
