@@ -65,10 +65,11 @@ _ISO_RE = re.compile(
 def _parse_iso(text: str) -> datetime | None:
     """An aware datetime for an ISO-8601 string (naive means UTC), or None."""
     dt: datetime | None
+    # Most Segment timestamps end in "Z", which 3.10's fromisoformat rejects.
+    fast = text[:-1] + "+00:00" if text[-1:] == "Z" else text
     try:
-        dt = datetime.fromisoformat(text)
+        dt = datetime.fromisoformat(fast)
     except ValueError:
-        # 3.10 rejects "Z"; most Segment timestamps end in one.
         dt = _parse_iso_slow(text)
         if dt is None:
             return None
@@ -78,11 +79,6 @@ def _parse_iso(text: str) -> datetime | None:
 
 
 def _parse_iso_slow(text: str) -> datetime | None:
-    if text[-1:] in ("Z", "z"):
-        try:
-            return datetime.fromisoformat(text[:-1] + "+00:00")
-        except ValueError:
-            pass
     m = _ISO_RE.fullmatch(text)
     if m is None:
         return None
@@ -618,10 +614,14 @@ def iter_events(
     holding a whole batch (``{"batch": [...]}``) is not accepted: it is a bad
     line (use :func:`parse_batch` on it).
 
-    >>>     >>> from lago_segment.events import iter_events
+    >>> import io
+    >>> from lago_segment.events import iter_events
     >>> lines = io.BytesIO(b'{"type":"identify","userId":"u1"}\\n\\n[1]\\n')
-    >>> [e.user_id for e in iter_events(lines, strict=False)]
+    >>> bad = []
+    >>> [e.user_id for e in iter_events(lines, on_error=bad.append)]
     ['u1']
+    >>> bad[0].line
+    3
     """
     if isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
