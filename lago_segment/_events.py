@@ -49,6 +49,7 @@ MAX_BATCH_BYTES = 500 * 1024
 MAX_DEPTH = 64
 
 _UTC = timezone.utc
+_TOO_DEEP = f"message nests deeper than {MAX_DEPTH} levels"
 _EMPTY: Mapping[str, Any] = {}
 
 
@@ -484,7 +485,7 @@ def _from_dict(d: dict[str, Any]) -> SegmentEvent:
         raise InvalidEventPayload(f'unknown type "{type_}"', "$.type") from None
     fields = _common(d)
     unknown = d.keys() - _KNOWN[key]
-    fields["extra"] = {k: d[k] for k in unknown} if unknown else {}
+    fields["extra"] = {k: v for k, v in d.items() if k in unknown} if unknown else {}
     event = build(d, fields)
     if key not in _ID_OPTIONAL and not (fields["user_id"] or fields["anonymous_id"]):
         raise InvalidEventPayload("neither userId nor anonymousId")
@@ -520,13 +521,13 @@ def parse_event(data: Mapping[str, Any] | str | bytes) -> SegmentEvent:
         if type(value) is not dict:
             raise InvalidEventPayload(f"message must be a JSON object, not {_kind(value)}")
         if _brackets(data) > MAX_DEPTH and _too_deep(value, MAX_DEPTH):
-            raise InvalidEventPayload(f"message nests deeper than {MAX_DEPTH} levels")
+            raise InvalidEventPayload(_TOO_DEEP)
         return _from_dict(value)
     d = _check_object(data)
     if d is data:
         d = dict(d)
     if _too_deep(d, MAX_DEPTH):
-        raise InvalidEventPayload(f"message nests deeper than {MAX_DEPTH} levels")
+        raise InvalidEventPayload(_TOO_DEEP)
     return _from_dict(d)
 
 
@@ -581,7 +582,7 @@ def parse_batch(data: Mapping[str, Any] | str | bytes | list[Any]) -> list[Segme
                         f"message is {size} bytes, over the {MAX_MESSAGE_BYTES}-byte limit"
                     )
             if _too_deep(d, MAX_DEPTH):
-                raise InvalidEventPayload(f"message nests deeper than {MAX_DEPTH} levels")
+                raise InvalidEventPayload(_TOO_DEEP)
             events.append(_from_dict(d))
         except InvalidEventPayload as exc:
             raise exc.located(index=index) from None
