@@ -1,0 +1,160 @@
+"""Segment Functions-style handlers: settings, registration and outcome classification.
+
+No I/O here: calling a handler and deciding what its outcome means is shared by
+the thread and asyncio forwarders.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Literal
+
+import attrs
+
+from .errors import DropEvent, RetryError
+from .lago import LagoEvent
+
+__all__ = [
+    "CALL_TYPES",
+    "Handler",
+    "HandlerOutcome",
+    "HandlerRetry",
+    "Settings",
+    "run_handler",
+]
+
+#: The call types a handler can be registered for (Segment Functions' ``onTrack`` ...).
+CALL_TYPES = frozenset(
+    {"track", "identify", "group", "page", "screen", "alias", "delete", "batch"}
+)
+
+#: A handler: ``(event, settings) -> LagoEvent | Iterable[LagoEvent] | None``.
+Handler = Callable[[Any, "Settings"], "LagoEvent | Iterable[LagoEvent] | None"]
+
+_MASK = "********"
+
+
+class Settings(Mapping[str, Any]):
+    """Read-only named values given to every handler, like a Segment Function's settings.
+
+    Values whose names are in ``sensitive`` are usable by handlers but masked in
+    ``repr``/``str`` (and so in logs and error reports)::
+
+        >>> s = Settings({"api_token": "s3cr3t", "region": "eu"}, sensitive={"api_token"})
+        >>> s["api_token"]
+        's3cr3t'
+        >>> s
+        Settings({'api_token': '********', 'region': 'eu'})
+    """
+
+    __slots__ = ("_sensitive", "_values")
+
+    def __init__(
+        self, values: Mapping[str, Any] | None = None, *, sensitive: Iterable[str] = ()
+    ) -> None:
+        self._values: dict[str, Any] = dict(values or {})
+        self._sensitive = frozenset(sensitive)
+
+    @property
+    def sensitive(self) -> frozenset[str]:
+        """The names whose values are masked when displayed."""
+        return self._sensitive
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def masked(self) -> dict[str, Any]:
+        """A copy safe to display: sensitive values replaced by ``********``."""
+        return {k: _MASK if k in self._sensitive else v for k, v in self._values.items()}
+
+    def __repr__(self) -> str:
+        return f"Settings({self.masked()!r})"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Settings, (self._values,), None, None, None)
+
+
+@attrs.frozen(slots=True)
+class HandlerRetry:
+    """How often and how long to retry a handler that raised :class:`RetryError`.
+
+    The vocabulary is stamina's: ``attempts`` in total (the first call included),
+    waits growing from ``wait_initial`` by ``wait_exp_base`` up to ``wait_max``,
+    plus up to ``wait_jitter`` seconds of random jitter.
+    """
+
+    attempts: int = 3
+    wait_initial: float = 0.01
+    wait_max: float = 0.1
+    wait_jitter: float = 0.01
+    wait_exp_base: float = 2.0
+
+    def wait(self, retry: int) -> float:
+        """Seconds to wait before the ``retry``-th retry (1-based)."""
+        base = min(self.wait_max, self.wait_initial * self.wait_exp_base ** (retry - 1))
+        return base + random.uniform(0, self.wait_jitter)
+
+
+@attrs.frozen(slots=True)
+class HandlerOutcome:
+    """What a handler's call came to: the Lago events, or how it failed."""
+
+    kind: Literal["events", "dropped", "rejected"]
+    events: tuple[LagoEvent, ...] = ()
+    error: BaseException | None = None
+    retries: int = 0
+
+
+def _as_events(returned: object) -> tuple[LagoEvent, ...]:
+    if returned is None:
+        return ()
+    if isinstance(returned, LagoEvent):
+        return (returned,)
+    if isinstance(returned, (str, bytes, Mapping)) or not isinstance(returned, Iterable):
+        raise TypeError(
+            f"a handler must return a LagoEvent, a list of them or None, "
+            f"not {type(returned).__name__}"
+        )
+    events = tuple(returned)
+    for item in events:
+        if not isinstance(item, LagoEvent):
+            raise TypeError(f"a handler returned a {type(item).__name__} among its LagoEvents")
+    return events
+
+
+def run_handler(
+    handler: Handler,
+    event: Any,
+    settings: Settings,
+    retry: HandlerRetry,
+    sleep: Callable[[float], None],
+) -> HandlerOutcome:
+    """Call ``handler`` and classify what happened, retrying on :class:`RetryError`.
+
+    Never raises (except ``BaseException``s that are not ``Exception``, such as
+    ``KeyboardInterrupt``): every error becomes an outcome.
+    """
+    retries = 0
+    while True:
+        try:
+            return HandlerOutcome("events", _as_events(handler(event, settings)), retries=retries)
+        except DropEvent as exc:
+            return HandlerOutcome("dropped", error=exc, retries=retries)
+        except RetryError as exc:
+            if retries + 1 >= retry.attempts:
+                return HandlerOutcome("rejected", error=exc, retries=retries)
+            retries += 1
+            sleep(retry.wait(retries))
+        except Exception as exc:
+            # EventNotSupported, InvalidEventPayload, ValidationError (Segment's
+            # permanent errors) and any other exception: discarded and reported.
+            return HandlerOutcome("rejected", error=exc, retries=retries)

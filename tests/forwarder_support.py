@@ -1,0 +1,137 @@
+"""Shared helpers for the forwarder tests: fake clients, a tiny spec, and one driver
+that runs the same test against :class:`Forwarder` and :class:`AsyncForwarder`."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from lago_segment.client import BatchResult, DeliveryFailure
+from lago_segment.errors import LagoServerError, LagoValidationError
+from lago_segment.forwarder import AsyncForwarder, Forwarder
+from lago_segment.lago import LagoEvent
+
+
+def track(n: int, **extra: Any) -> dict[str, Any]:
+    """A raw Segment track call whose messageId is ``m<n>``."""
+    return {
+        "type": "track",
+        "event": "API Call",
+        "messageId": f"m{n}",
+        "userId": "u1",
+        "timestamp": "2024-01-01T00:00:00Z",
+        "properties": {"sub": "sub-1", "calls": n},
+        **extra,
+    }
+
+
+def lago(n: int, sub: str = "sub-1") -> LagoEvent:
+    return LagoEvent(
+        transaction_id=f"m{n}",
+        external_subscription_id=sub,
+        code="api_calls",
+        timestamp=1704067200,
+        properties={"calls": n},
+    )
+
+
+class TinySpec:
+    """Maps every track call to one Lago event (transaction_id = messageId)."""
+
+    def map(self, event: Any) -> list[LagoEvent]:
+        data = event if isinstance(event, Mapping) else event.payload
+        if data.get("type") != "track":
+            return []
+        return [lago(data["properties"]["calls"], data["properties"].get("sub", "sub-1"))]
+
+
+class FakeSender:
+    """Records batches; ``fail`` maps transaction_ids to (error, permanent); ``gate``
+    (an Event) blocks every request until set."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[LagoEvent]] = []
+        self.fail: dict[str, tuple[Exception, bool]] = {}
+        self.duplicates: set[str] = set()
+        self.raise_error: Exception | None = None
+        self.gate: threading.Event | None = None
+        self.entered = threading.Event()
+
+    @property
+    def stored(self) -> list[str]:
+        return [
+            e.transaction_id
+            for b in self.batches
+            for e in b
+            if e.transaction_id not in self.fail and e.transaction_id not in self.duplicates
+        ]
+
+    def send_batch(self, events: Iterable[LagoEvent]) -> BatchResult:
+        batch = list(events)
+        self.entered.set()
+        if self.gate is not None:
+            self.gate.wait()
+        if self.raise_error is not None:
+            raise self.raise_error
+        self.batches.append(batch)
+        return BatchResult(
+            delivered=tuple(
+                e
+                for e in batch
+                if e.transaction_id not in self.fail and e.transaction_id not in self.duplicates
+            ),
+            duplicates=tuple(e for e in batch if e.transaction_id in self.duplicates),
+            failed=tuple(
+                DeliveryFailure(e, *self.fail[e.transaction_id])  # type: ignore[arg-type]
+                for e in batch
+                if e.transaction_id in self.fail
+            ),
+        )
+
+
+class AsyncFakeSender(FakeSender):
+    async def send_batch(self, events: Iterable[LagoEvent]) -> BatchResult:  # type: ignore[override]
+        if self.gate is not None:
+            self.entered.set()
+            await asyncio.to_thread(self.gate.wait)
+            gate, self.gate = self.gate, None
+            try:
+                return FakeSender.send_batch(self, events)
+            finally:
+                self.gate = gate
+        return FakeSender.send_batch(self, events)
+
+
+PERMANENT = LagoValidationError(422, "Unprocessable Entity", code="validation_errors")
+TRANSIENT = LagoServerError(503, "Service Unavailable")
+
+
+class Driver:
+    """Runs one test body against either forwarder: ``await d.flush(f)`` works for both."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def sender(self) -> FakeSender:
+        return AsyncFakeSender() if self.kind == "asyncio" else FakeSender()
+
+    def make(self, client: Any, **options: Any) -> Forwarder | AsyncForwarder:
+        options.setdefault("flush_interval", 0.01)
+        if self.kind == "asyncio":
+            options.pop("flush_at_exit", None)
+            options.pop("atexit_timeout", None)
+            return AsyncForwarder(client, **options)
+        options.setdefault("flush_at_exit", False)
+        return Forwarder(client, **options)
+
+    async def flush(self, forwarder: Forwarder | AsyncForwarder, timeout: float = 10) -> bool:
+        if isinstance(forwarder, AsyncForwarder):
+            return await forwarder.flush(timeout)
+        return await asyncio.to_thread(forwarder.flush, timeout)
+
+    async def close(self, forwarder: Forwarder | AsyncForwarder, timeout: float = 10) -> bool:
+        if isinstance(forwarder, AsyncForwarder):
+            return await forwarder.aclose(timeout)
+        return await asyncio.to_thread(forwarder.close, timeout)

@@ -1,0 +1,272 @@
+"""Forwarders deliver, batch, count and report; each test runs on both forwarders."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from forwarder_support import PERMANENT, TRANSIENT, Driver, FakeSender, TinySpec, lago, track
+
+from lago_segment.errors import (
+    ForwarderClosedError,
+    InvalidEventPayload,
+    LagoConnectionError,
+    QueueFullError,
+)
+from lago_segment.forwarder import AsyncForwarder, ForwardingError
+
+
+@pytest.fixture(params=["thread", "asyncio"])
+def driver(request: pytest.FixtureRequest) -> Driver:
+    return Driver(request.param)
+
+
+@pytest.fixture
+def sender(driver: Driver) -> FakeSender:
+    return driver.sender()
+
+
+@pytest.fixture
+def errors() -> list[ForwardingError]:
+    return []
+
+
+async def test_forwarded_events_are_delivered_in_batches_of_at_most_batch_size(
+    driver: Driver, sender: FakeSender
+) -> None:
+    fwd = driver.make(sender, spec=TinySpec(), batch_size=7)
+    for n in range(50):
+        fwd.forward(track(n))
+    assert await driver.close(fwd)
+    assert sorted(sender.stored) == sorted(f"m{n}" for n in range(50))
+    assert max(len(b) for b in sender.batches) <= 7
+
+
+async def test_counters_add_up_after_delivery(driver: Driver, sender: FakeSender) -> None:
+    sender.duplicates = {"m3"}
+    sender.fail = {"m4": (PERMANENT, True)}
+    fwd = driver.make(sender, spec=TinySpec(), on_error=[])
+    for n in range(10):
+        fwd.forward(track(n))
+    fwd.forward({**track(99), "type": "identify"})  # no rule for identify
+    await driver.close(fwd)
+    s = fwd.stats
+    assert (s.received, s.skipped, s.mapped, s.enqueued) == (11, 1, 10, 10)
+    assert (s.delivered, s.duplicates, s.failed, s.queue_depth) == (9, 1, 1, 0)
+    assert s.enqueued == s.delivered + s.failed + s.queue_depth
+
+
+async def test_forward_returns_while_the_sender_is_blocked_on_the_network(
+    driver: Driver, sender: FakeSender
+) -> None:
+    sender.gate = threading.Event()
+    fwd = driver.make(sender, spec=TinySpec(), batch_size=1)
+    fwd.forward(track(0))
+    if driver.kind == "thread":
+        await asyncio.to_thread(sender.entered.wait)
+    else:
+        while not sender.entered.is_set():
+            await asyncio.sleep(0)
+    for n in range(1, 100):
+        fwd.forward(track(n))  # the sender is stuck in send_batch: these only queue
+    assert fwd.stats.queue_depth == 100
+    sender.gate.set()
+    await driver.close(fwd)
+    assert len(sender.stored) == 100
+
+
+async def test_a_permanent_failure_reaches_on_error_with_the_events(
+    driver: Driver, sender: FakeSender, errors: list[ForwardingError]
+) -> None:
+    sender.fail = {"m1": (PERMANENT, True)}
+    fwd = driver.make(sender, spec=TinySpec(), on_error=errors.append)
+    fwd.forward(track(1))
+    await driver.close(fwd)
+    [failure] = errors
+    assert failure.stage == "delivery"
+    assert failure.error is PERMANENT
+    assert failure.message_id == "m1"
+    assert failure.lago_event == lago(1)
+    assert failure.segment_event == track(1)
+    assert failure.permanent
+
+
+async def test_in_memory_a_transient_failure_after_the_client_retries_is_reported(
+    driver: Driver, sender: FakeSender, errors: list[ForwardingError]
+) -> None:
+    sender.fail = {"m1": (TRANSIENT, False)}
+    fwd = driver.make(sender, spec=TinySpec(), on_error=errors.append)
+    fwd.forward(track(1))
+    await driver.close(fwd)
+    assert [(e.stage, e.error) for e in errors] == [("delivery", TRANSIENT)]
+    assert fwd.stats.failed == 1
+
+
+async def test_a_client_that_raises_does_not_stop_the_sender(
+    driver: Driver, sender: FakeSender, errors: list[ForwardingError]
+) -> None:
+    sender.raise_error = LagoConnectionError("boom")
+    fwd = driver.make(sender, spec=TinySpec(), on_error=errors.append)
+    fwd.forward(track(1))
+    await driver.flush(fwd)
+    sender.raise_error = None
+    fwd.forward(track(2))
+    await driver.close(fwd)
+    assert [e.message_id for e in errors] == ["m1"]
+    assert sender.stored == ["m2"]
+
+
+async def test_a_full_queue_raises_queue_full_by_default(
+    driver: Driver, sender: FakeSender
+) -> None:
+    fwd = driver.make(sender, spec=TinySpec(), max_queue_size=3)
+    for n in range(3):
+        fwd.forward(track(n))
+    with pytest.raises(QueueFullError):
+        fwd.forward(track(3))
+    await driver.close(fwd)
+    assert fwd.stats.dropped == 1
+
+
+async def test_a_full_queue_drops_and_reports_with_on_full_drop(
+    driver: Driver, sender: FakeSender, errors: list[ForwardingError]
+) -> None:
+    fwd = driver.make(
+        sender, spec=TinySpec(), max_queue_size=3, on_full="drop", on_error=errors.append
+    )
+    for n in range(4):
+        fwd.forward(track(n))
+    await driver.close(fwd)
+    assert [(e.stage, e.message_id) for e in errors] == [("queue", "m3")]
+    assert isinstance(errors[0].error, QueueFullError)
+    assert (fwd.stats.dropped, len(sender.stored)) == (1, 3)
+
+
+async def test_mapping_errors_are_raised_from_forward_by_default(
+    driver: Driver, sender: FakeSender
+) -> None:
+    fwd = driver.make(sender, spec=TinySpec())
+    with pytest.raises(InvalidEventPayload, match=r"\$\.type"):
+        fwd.forward({"type": "nope", "messageId": "x"})
+    await driver.close(fwd)
+    assert fwd.stats.rejected == 1
+
+
+async def test_mapping_errors_go_to_on_error_when_reported(
+    driver: Driver, sender: FakeSender, errors: list[ForwardingError]
+) -> None:
+    fwd = driver.make(sender, spec=TinySpec(), mapping_errors="report", on_error=errors.append)
+    fwd.forward({"type": "nope", "messageId": "x"})
+    await driver.close(fwd)
+    assert [(e.stage, e.message_id, e.lago_event) for e in errors] == [("mapping", "x", None)]
+
+
+async def test_forward_after_close_raises(driver: Driver, sender: FakeSender) -> None:
+    fwd = driver.make(sender, spec=TinySpec())
+    await driver.close(fwd)
+    with pytest.raises(ForwarderClosedError):
+        fwd.forward(track(1))
+
+
+async def test_close_delivers_what_was_queued(driver: Driver, sender: FakeSender) -> None:
+    fwd = driver.make(sender, spec=TinySpec(), flush_interval=3600)
+    for n in range(5):
+        fwd.forward(track(n))
+    assert await driver.close(fwd)
+    assert sorted(sender.stored) == [f"m{n}" for n in range(5)]
+
+
+async def test_close_past_its_deadline_reports_what_is_still_queued(
+    driver: Driver, sender: FakeSender, errors: list[ForwardingError]
+) -> None:
+    sender.gate = threading.Event()
+    fwd = driver.make(sender, spec=TinySpec(), batch_size=1, on_error=errors.append)
+    for n in range(3):
+        fwd.forward(track(n))
+    closing = asyncio.ensure_future(driver.close(fwd, timeout=0.05))
+    done = await closing
+    sender.gate.set()
+    assert not done
+    assert {e.message_id for e in errors} >= {"m2"}
+    assert all(isinstance(e.error, ForwarderClosedError) for e in errors)
+
+
+async def test_flush_waits_for_everything_forwarded_so_far(
+    driver: Driver, sender: FakeSender
+) -> None:
+    fwd = driver.make(sender, spec=TinySpec(), flush_interval=3600)
+    for n in range(3):
+        fwd.forward(track(n))
+    assert await driver.flush(fwd)
+    assert len(sender.stored) == 3
+    await driver.close(fwd)
+
+
+async def test_an_on_error_callback_that_raises_is_logged_not_propagated(
+    driver: Driver, sender: FakeSender, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(failure: ForwardingError) -> None:
+        raise RuntimeError("callback bug")
+
+    sender.fail = {"m1": (PERMANENT, True)}
+    fwd = driver.make(sender, spec=TinySpec(), on_error=broken)
+    fwd.forward(track(1))
+    fwd.forward(track(2))
+    await driver.close(fwd)
+    assert "on_error callback raised" in caplog.text
+    assert sender.stored == ["m2"]
+
+
+async def test_the_default_on_error_logs_without_the_properties(
+    driver: Driver, sender: FakeSender, caplog: pytest.LogCaptureFixture
+) -> None:
+    sender.fail = {"m1": (PERMANENT, True)}
+    fwd = driver.make(sender, spec=TinySpec())
+    fwd.forward(track(1, properties={"sub": "sub-1", "calls": 1, "secret": "hunter2"}))
+    await driver.close(fwd)
+    assert "messageId=m1" in caplog.text
+    assert "hunter2" not in caplog.text
+
+
+def test_the_async_forwarder_refuses_to_block_the_loop() -> None:
+    with pytest.raises(ValueError, match="on_full"):
+        AsyncForwarder(FakeSender(), on_full="block")  # type: ignore[arg-type]
+
+
+def test_a_full_queue_blocks_then_raises_with_on_full_block() -> None:
+    sender = FakeSender()
+    sender.gate = threading.Event()
+    driver = Driver("thread")
+    fwd = driver.make(
+        sender,
+        spec=TinySpec(),
+        max_queue_size=1,
+        batch_size=1,
+        on_full="block",
+        block_timeout=0.01,
+    )
+    fwd.forward(track(0))
+    with pytest.raises(QueueFullError):
+        fwd.forward(track(1))
+    sender.gate.set()
+    fwd.close()
+
+
+def test_a_blocked_forward_proceeds_when_room_frees_up() -> None:
+    sender = FakeSender()
+    sender.gate = threading.Event()
+    fwd = Driver("thread").make(
+        sender,
+        spec=TinySpec(),
+        max_queue_size=1,
+        batch_size=1,
+        on_full="block",
+        block_timeout=30,
+    )
+    fwd.forward(track(0))
+    sender.entered.wait()
+    sender.gate.set()
+    fwd.forward(track(1))  # waits for m0 to be settled, then queues
+    fwd.close()
+    assert sender.stored == ["m0", "m1"]
