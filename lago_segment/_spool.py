@@ -109,7 +109,7 @@ class SpoolStore:
         self._in_flight = 0
         self._resume_at = 0.0
         self._failures = 0
-        (self._total,) = self._db.execute("SELECT count(*) FROM events").fetchone()
+        self._total: int = self._db.execute("SELECT count(*) FROM events").fetchone()[0]
 
     def _adopt(self) -> None:
         owners = [row[0] for row in self._db.execute("SELECT DISTINCT owner FROM events")]
@@ -124,9 +124,11 @@ class SpoolStore:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
-        (self._mine,) = self._db.execute(
-            "SELECT count(*) FROM events WHERE owner = ?", (self._owner,)
-        ).fetchone()
+        self._mine = int(
+            self._db.execute(
+                "SELECT count(*) FROM events WHERE owner = ?", (self._owner,)
+            ).fetchone()[0]
+        )
 
     def put(self, items: Sequence[Item]) -> bool:
         rows = [

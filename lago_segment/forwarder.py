@@ -423,7 +423,7 @@ class AsyncForwarder(_BaseForwarder):
     loop (or on ``async with``). Close it with ``await forwarder.aclose()``;
     there is no ``atexit`` flush for asyncio (the loop is gone by then).
 
-    >>> async with AsyncForwarder(AsyncLagoClient(api_key=...), spec=spec) as fwd:  # doctest: +SKIP
+    >>> async with AsyncForwarder(client, spec=spec) as fwd:  # doctest: +SKIP
     ...     fwd.forward(segment_event)
     """
 
@@ -561,6 +561,8 @@ class AsyncForwarder(_BaseForwarder):
             deadline = time.monotonic() + self._flush_interval
             async with progress:
                 progress.notify_all()
+            # A client that answers without suspending would otherwise starve the loop.
+            await asyncio.sleep(0)
 
     async def start(self) -> None:
         """Start the sender on the running loop (``forward()`` also does it)."""

@@ -58,15 +58,8 @@ class FakeSender:
         self.raise_error: Exception | None = None
         self.gate: threading.Event | None = None
         self.entered = threading.Event()
-
-    @property
-    def stored(self) -> list[str]:
-        return [
-            e.transaction_id
-            for b in self.batches
-            for e in b
-            if e.transaction_id not in self.fail and e.transaction_id not in self.duplicates
-        ]
+        self.stored: list[str] = []
+        """transaction_ids Lago stored, in order (failures and duplicates excluded)."""
 
     def send_batch(self, events: Iterable[LagoEvent]) -> BatchResult:
         batch = list(events)
@@ -76,12 +69,14 @@ class FakeSender:
         if self.raise_error is not None:
             raise self.raise_error
         self.batches.append(batch)
+        delivered = tuple(
+            e
+            for e in batch
+            if e.transaction_id not in self.fail and e.transaction_id not in self.duplicates
+        )
+        self.stored.extend(e.transaction_id for e in delivered)
         return BatchResult(
-            delivered=tuple(
-                e
-                for e in batch
-                if e.transaction_id not in self.fail and e.transaction_id not in self.duplicates
-            ),
+            delivered=delivered,
             duplicates=tuple(e for e in batch if e.transaction_id in self.duplicates),
             failed=tuple(
                 DeliveryFailure(e, *self.fail[e.transaction_id])  # type: ignore[arg-type]

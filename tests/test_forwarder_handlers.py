@@ -1,0 +1,195 @@
+"""Segment Functions-style handlers: outcomes, order with the spec, settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from forwarder_support import Driver, FakeSender, TinySpec, lago, track
+
+from lago_segment.errors import (
+    DropEvent,
+    EventNotSupported,
+    InvalidEventPayload,
+    RetryError,
+    ValidationError,
+)
+from lago_segment.events import SegmentEvent, Track
+from lago_segment.forwarder import ForwardingError, HandlerRetry, Settings
+from lago_segment.lago import LagoEvent
+
+NO_WAIT = HandlerRetry(attempts=3, wait_initial=0, wait_max=0, wait_jitter=0)
+
+
+@pytest.fixture(params=["thread", "asyncio"])
+def driver(request: pytest.FixtureRequest) -> Driver:
+    return Driver(request.param)
+
+
+@pytest.fixture
+def sender(driver: Driver) -> FakeSender:
+    return driver.sender()
+
+
+@pytest.fixture
+def errors() -> list[ForwardingError]:
+    return []
+
+
+@pytest.mark.parametrize(
+    "error", [EventNotSupported("no"), InvalidEventPayload("bad"), ValidationError("invalid")]
+)
+async def test_a_permanent_handler_error_discards_and_reports_the_event(
+    driver: Driver, sender: FakeSender, errors: list[ForwardingError], error: Exception
+) -> None:
+    fwd = driver.make(sender, spec=TinySpec(), on_error=errors.append)
+
+    @fwd.on("track")
+    def handler(event: SegmentEvent, settings: Settings) -> None:
+        raise error
+
+    fwd.forward(track(1))
+    await driver.close(fwd)
+    [failure] = errors
+    assert (failure.stage, failure.error, failure.message_id) == ("handler", error, "m1")
+    assert isinstance(failure.segment_event, Track)
+    assert sender.stored == []  # the spec's event is discarded with it
+    assert fwd.stats.rejected == 1
+
+
+async def test_drop_event_discards_quietly_and_is_counted(
+    driver: Driver, sender: FakeSender, errors: list[ForwardingError]
+) -> None:
+    fwd = driver.make(sender, spec=TinySpec(), on_error=errors.append)
+
+    @fwd.on("track")
+    def handler(event: SegmentEvent, settings: Settings) -> None:
+        raise DropEvent()
+
+    fwd.forward(track(1))
+    await driver.close(fwd)
+    assert (errors, sender.stored, fwd.stats.discarded) == ([], [], 1)
+
+
+async def test_retry_error_retries_the_handler_until_it_succeeds(
+    driver: Driver, sender: FakeSender
+) -> None:
+    waits: list[float] = []
+    fwd = driver.make(sender, handler_retry=NO_WAIT, sleep=waits.append)
+    calls = []
+
+    @fwd.on("track")
+    def handler(event: Track, settings: Settings) -> LagoEvent:
+        calls.append(event.message_id)
+        if len(calls) < 3:
+            raise RetryError("lookup service busy")
+        return lago(7)
+
+    fwd.forward(track(7))
+    await driver.close(fwd)
+    assert (len(calls), len(waits), sender.stored) == (3, 2, ["m7"])
+
+
+async def test_retry_error_is_reported_once_the_attempts_run_out(
+    driver: Driver, sender: FakeSender, errors: list[ForwardingError]
+) -> None:
+    fwd = driver.make(sender, handler_retry=NO_WAIT, sleep=lambda s: None, on_error=errors.append)
+
+    @fwd.on("track")
+    def handler(event: Track, settings: Settings) -> None:
+        raise RetryError("still busy")
+
+    fwd.forward(track(1))
+    await driver.close(fwd)
+    assert [(e.stage, type(e.error)) for e in errors] == [("handler", RetryError)]
+
+
+async def test_a_handler_raising_any_exception_does_not_stop_later_events(
+    driver: Driver, sender: FakeSender, errors: list[ForwardingError]
+) -> None:
+    fwd = driver.make(sender, on_error=errors.append)
+
+    @fwd.on("track")
+    def handler(event: Track, settings: Settings) -> LagoEvent:
+        if event.message_id == "m1":
+            raise KeyError("surprise")
+        return lago(int(event.message_id[1:]))
+
+    for n in range(3):
+        fwd.forward(track(n))
+    await driver.close(fwd)
+    assert [type(e.error) for e in errors] == [KeyError]
+    assert sorted(sender.stored) == ["m0", "m2"]
+
+
+async def test_a_handler_returning_something_else_is_reported(
+    driver: Driver, sender: FakeSender, errors: list[ForwardingError]
+) -> None:
+    fwd = driver.make(sender, on_error=errors.append)
+    fwd.on("track")(lambda event, settings: {"code": "x"})
+    fwd.forward(track(1))
+    await driver.close(fwd)
+    assert [type(e.error) for e in errors] == [TypeError]
+
+
+async def test_spec_events_come_first_then_the_handlers(
+    driver: Driver, sender: FakeSender
+) -> None:
+    fwd = driver.make(sender, spec=TinySpec())
+
+    @fwd.on("track")
+    def handler(event: Track, settings: Settings) -> list[LagoEvent]:
+        return [lago(100), lago(101)]
+
+    fwd.forward(track(1))
+    await driver.close(fwd)
+    assert sender.stored == ["m1", "m100", "m101"]
+
+
+async def test_handlers_get_the_parsed_event_and_the_settings(
+    driver: Driver, sender: FakeSender
+) -> None:
+    seen: list[Any] = []
+    fwd = driver.make(sender, settings={"region": "eu"})
+
+    @fwd.on("identify")
+    def handler(event: SegmentEvent, settings: Settings) -> None:
+        seen.append((type(event).__name__, settings["region"]))
+
+    fwd.forward({"type": "identify", "userId": "u1", "messageId": "i1"})
+    await driver.close(fwd)
+    assert seen == [("Identify", "eu")]
+    assert fwd.stats.skipped == 1  # it returned nothing
+
+
+async def test_a_batch_handler_gets_the_whole_batch(driver: Driver, sender: FakeSender) -> None:
+    fwd = driver.make(sender)
+
+    @fwd.on("batch")
+    def handler(events: list[SegmentEvent], settings: Settings) -> list[LagoEvent]:
+        return [lago(len(events))]
+
+    fwd.forward({"batch": [track(1), track(2)]})
+    await driver.close(fwd)
+    assert sender.stored == ["m2"]
+    assert fwd.stats.received == 2
+
+
+def test_registering_an_unknown_call_type_is_refused() -> None:
+    fwd = Driver("thread").make(FakeSender())
+    with pytest.raises(ValueError, match="unknown call type 'trak'"):
+        fwd.on("trak")
+
+
+def test_sensitive_settings_are_masked_when_displayed() -> None:
+    settings = Settings({"api_token": "s3cr3t", "region": "eu"}, sensitive={"api_token"})
+    assert settings["api_token"] == "s3cr3t"
+    assert "s3cr3t" not in repr(settings)
+    assert "s3cr3t" not in str(settings)
+    assert repr(settings) == "Settings({'api_token': '********', 'region': 'eu'})"
+
+
+def test_settings_are_read_only() -> None:
+    settings = Settings({"a": 1})
+    with pytest.raises(TypeError):
+        settings["a"] = 2  # type: ignore[index]
