@@ -130,3 +130,76 @@ class Driver:
         if isinstance(forwarder, AsyncForwarder):
             return await forwarder.aclose(timeout)
         return await asyncio.to_thread(forwarder.close, timeout)
+
+
+class LoopbackLago:
+    """A tiny Lago batch endpoint on 127.0.0.1 for subprocess tests.
+
+    Like Lago, it stores each transaction_id once (a resend is a duplicate, not a
+    second event). ``stall_after`` batches in, it holds the next request until
+    :attr:`release` is set: a request in flight when the client dies.
+    """
+
+    def __init__(self, stall_after: int | None = None) -> None:
+        import http.server
+        import json
+
+        self.stored: dict[str, int] = {}
+        self.received = 0
+        self.stalled = threading.Event()
+        self.release = threading.Event()
+        lago = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with lock:
+                    lago.received += 1
+                    stall = stall_after is not None and lago.received == stall_after + 1
+                    for event in body["events"]:
+                        tx = event["transaction_id"]
+                        lago.stored[tx] = lago.stored.get(tx, 0) + 1
+                if stall:  # stored, but the answer is late: the client may die first
+                    lago.stalled.set()
+                    lago.release.wait()
+                payload = json.dumps({"events": body["events"]}).encode()
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except OSError:
+                    pass  # the client is gone: the answer is lost, as intended
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        lock = threading.Lock()
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> LoopbackLago:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class PostingClient:
+    """A minimal sync client for :class:`LoopbackLago` (POST /api/v1/events/batch)."""
+
+    def __init__(self, url: str) -> None:
+        import httpx
+
+        self._http = httpx.Client(base_url=url, timeout=30)
+
+    def send_batch(self, events: Iterable[LagoEvent]) -> BatchResult:
+        batch = tuple(events)
+        self._http.post("/api/v1/events/batch", json={"events": [e.to_dict() for e in batch]})
+        return BatchResult(delivered=batch)
