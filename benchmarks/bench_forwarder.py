@@ -1,0 +1,278 @@
+"""Forwarder benchmarks: caller latency, end-to-end throughput, memory while Lago is down.
+
+- ``forward()`` p99 (with mapping) against segment-analytics-python's
+  ``Client.track()`` p50, queueing mode, same process, same run. Both
+  background consumers run and upload to a no-op, so neither pays for HTTP.
+- End-to-end events/s, raw Segment dicts -> ``Forwarder`` -> ``LagoClient`` ->
+  a fast local endpoint, against the raw HTTP floor of the clients benchmark.
+- Memory while Lago is down (the sender is stuck in a request) and 1,000,000
+  events are offered: memory mode (bounded by ``max_queue_size``) and spool mode.
+
+Run: ``python -m benchmarks.bench_forwarder``.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from lago_segment.client import BatchResult
+from lago_segment.forwarder import Forwarder, Mapper
+from lago_segment.lago import LagoEvent
+
+from ._harness import Result, percentile, print_table
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+LATENCY_CALLS = 20_000
+E2E_EVENTS = 20_000
+MEMORY_OFFERED = 1_000_000
+
+
+class _InlineSpec:
+    """Used only when ``lago_segment.mapping`` or the examples are not there yet."""
+
+    def map(self, event: Any) -> list[LagoEvent]:
+        data = event if isinstance(event, Mapping) else event.payload
+        return [
+            LagoEvent(
+                transaction_id=data["messageId"],
+                external_subscription_id=data.get("userId") or data["anonymousId"],
+                code=str(data.get("event", data["type"])),
+                timestamp=1_714_564_860,
+                properties={"status": str(data.get("properties", {}).get("status", ""))},
+            )
+        ]
+
+
+def load_spec_and_events() -> tuple[Mapper, list[dict[str, Any]], str]:
+    """The examples' spec and Segment events (only those the spec maps), or inline stand-ins."""
+    try:
+        from lago_segment.mapping import MappingSpec
+
+        spec: Mapper = MappingSpec.load(EXAMPLES / "lago-mapping.toml")
+        lines = (EXAMPLES / "segment-events.jsonl").read_text(encoding="utf-8").splitlines()
+        events = [json.loads(line) for line in lines if line.strip()]
+        tag = "examples spec"
+    except (ImportError, OSError):
+        spec = _InlineSpec()
+        events = [
+            {
+                "type": "track",
+                "event": "API Call",
+                "messageId": f"msg-{i}",
+                "userId": "user-1",
+                "timestamp": "2024-05-01T12:01:00Z",
+                "properties": {"endpoint": "/v1/users", "status": 200},
+            }
+            for i in range(32)
+        ]
+        tag = "inline spec"
+    mappable = []
+    for event in events:
+        try:
+            if spec.map(event):
+                mappable.append(event)
+        except Exception:
+            continue
+    return spec, mappable, tag
+
+
+def with_ids(events: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """``n`` events cycled from ``events``, each with its own messageId."""
+    return [{**events[i % len(events)], "messageId": f"bench-{i:08d}"} for i in range(n)]
+
+
+class _NoOpClient:
+    def send_batch(self, events: Iterable[LagoEvent]) -> BatchResult:
+        return BatchResult(delivered=tuple(events))
+
+
+class _StuckClient:
+    """Lago is down: the first request never returns (until released)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def send_batch(self, events: Iterable[LagoEvent]) -> BatchResult:
+        self.release.wait()
+        return BatchResult(delivered=tuple(events))
+
+
+def _latencies(call: Callable[[Any], object], args: list[Any]) -> list[float]:
+    clock = time.perf_counter_ns
+    samples = []
+    gc.collect()
+    for arg in args:
+        start = clock()
+        call(arg)
+        samples.append((clock() - start) / 1e3)
+    return samples
+
+
+def bench_latency() -> list[Result]:
+    from segment.analytics.client import Client as AnalyticsClient
+
+    spec, events, tag = load_spec_and_events()
+    segment_events = with_ids(events, LATENCY_CALLS)
+
+    forwarder = Forwarder(
+        _NoOpClient(), spec=spec, max_queue_size=LATENCY_CALLS * 10, flush_at_exit=False
+    )
+    _latencies(forwarder.forward, with_ids(events, 2_000))  # warm up
+    ours = _latencies(forwarder.forward, segment_events)
+    forwarder.close()
+
+    analytics = AnalyticsClient(
+        write_key="bench", host="http://127.0.0.1:9", max_queue_size=LATENCY_CALLS * 10
+    )
+    for consumer in analytics.consumers or []:
+        consumer.request = lambda batch: None  # a no-op upload: no HTTP in the way
+
+    def track(event: dict[str, Any]) -> object:
+        return analytics.track(
+            user_id=event.get("userId"),
+            event=event.get("event", "API Call"),
+            properties=event.get("properties"),
+            context=event.get("context"),
+            message_id=event["messageId"],
+        )
+
+    _latencies(track, with_ids(events, 2_000))
+    theirs = _latencies(track, segment_events)
+    analytics.shutdown()
+
+    their_p50 = percentile(theirs, 50)
+    return [
+        Result(
+            f"forward() p50 ({tag})", percentile(ours, 50), "µs", "analytics track p50", their_p50
+        ),
+        Result(
+            f"forward() p99 ({tag})",
+            percentile(ours, 99),
+            "µs",
+            "analytics track p50",
+            their_p50,
+            1.0,
+        ),
+        *bench_spool_latency(spec, events, their_p50),
+    ]
+
+
+def bench_spool_latency(
+    spec: Mapper, events: list[dict[str, Any]], their_p50: float
+) -> list[Result]:
+    with tempfile.TemporaryDirectory() as tmp:
+        forwarder = Forwarder(
+            _NoOpClient(), spec=spec, spool=Path(tmp) / "spool.db", flush_at_exit=False
+        )
+        samples = _latencies(forwarder.forward, with_ids(events, LATENCY_CALLS // 4))
+        forwarder.close()
+    return [
+        Result(
+            "forward() p50, spool mode",
+            percentile(samples, 50),
+            "µs",
+            "analytics track p50",
+            their_p50,
+        ),
+        Result(
+            "forward() p99, spool mode",
+            percentile(samples, 99),
+            "µs",
+            "analytics track p50",
+            their_p50,
+        ),
+    ]
+
+
+def bench_end_to_end() -> list[Result]:
+    try:
+        from lago_segment.client import LagoClient  # type: ignore[attr-defined]
+
+        from ._endpoint import local_endpoint, raw_floor_events_per_s  # type: ignore[import-not-found]
+    except ImportError:
+        return []
+    spec, events, _ = load_spec_and_events()
+    with local_endpoint() as url:
+        floor = raw_floor_events_per_s(url, E2E_EVENTS)
+        segment_events = with_ids(events, E2E_EVENTS)
+        best = 0.0
+        for _ in range(3):
+            with LagoClient(api_key="bench", api_url=url) as client:
+                forwarder = Forwarder(
+                    client, spec=spec, max_queue_size=E2E_EVENTS * 10, flush_at_exit=False
+                )
+                start = time.perf_counter()
+                for event in segment_events:
+                    forwarder.forward(event)
+                forwarder.close(timeout=None)
+                elapsed = time.perf_counter() - start
+            best = max(best, forwarder.stats.delivered / elapsed)
+    return [
+        Result("end-to-end raw dicts -> Lago", best, "ev/s", "raw floor httpx", floor, 0.35, True)
+    ]
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm", encoding="ascii") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _offer(forwarder: Forwarder, events: list[dict[str, Any]], n: int, start: int) -> None:
+    for i in range(start, start + n):
+        forwarder.forward({**events[i % len(events)], "messageId": f"mem-{i:08d}"})
+
+
+def bench_memory() -> list[Result]:
+    spec, events, _ = load_spec_and_events()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in ("memory", "spool"):
+            client = _StuckClient()
+            forwarder = Forwarder(
+                client,
+                spec=spec,
+                max_queue_size=10_000,
+                on_full="drop",
+                on_error=lambda failure: None,
+                spool=Path(tmp) / "spool.db" if mode == "spool" else None,
+                max_spool_events=2 * MEMORY_OFFERED,
+                flush_at_exit=False,
+            )
+            gc.collect()
+            before = _rss_mb()
+            _offer(forwarder, events, 10_000, 0)
+            gc.collect()
+            at_10k = _rss_mb()
+            _offer(forwarder, events, MEMORY_OFFERED - 10_000, 10_000)
+            gc.collect()
+            at_1m = _rss_mb()
+            client.release.set()
+            forwarder.close(timeout=0)
+            rows.append(
+                Result(
+                    f"RSS growth, 10k->1M offered, {mode} mode",
+                    max(at_1m - at_10k, 0.0),
+                    "MB",
+                    "RSS growth 0->10k",
+                    max(at_10k - before, 0.01),
+                )
+            )
+    return rows
+
+
+def run() -> list[Result]:
+    return [*bench_latency(), *bench_end_to_end(), *bench_memory()]
+
+
+if __name__ == "__main__":
+    print_table(run())
