@@ -16,13 +16,14 @@ holds (a previous incarnation, e.g. a restarted container whose pid is 1 again).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from ._forwarding import Item
 from .lago import LagoEvent
@@ -65,12 +66,41 @@ def _owner_gone(owner: str) -> bool:
     return not _pid_alive(pid)
 
 
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _connect(path: str, *, checkpoints: bool) -> sqlite3.Connection:
+    # Autocommit mode with explicit transactions; shared between threads under a lock.
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    db.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode: a committed row survives the process being killed
+    # (SIGKILL); only an OS crash or power loss can lose the last commits.
+    db.execute("PRAGMA synchronous=NORMAL")
+    if not checkpoints:
+        # WAL checkpoints happen on the sender's connection, not in forward(); but
+        # while the sender is stuck (Lago down) the callers still cap the WAL.
+        db.execute("PRAGMA wal_autocheckpoint=25000")
+    return db
+
+
 class SpoolStore:
     """A :class:`~lago_segment._forwarding.Store` kept in a SQLite file.
 
     ``max_events`` bounds the rows in the file (as this process counts them).
     ``retry_wait`` is the first wait before resending a batch whose transient
     failure outlasted the client's retries; it doubles up to ``retry_wait_max``.
+
+    Callers insert through one connection, the sender reads and deletes through
+    another, so ``forward()`` never waits behind a read or a checkpoint; SQLite's
+    WAL serializes the two writers.
     """
 
     def __init__(
@@ -86,48 +116,34 @@ class SpoolStore:
         self._retry_wait = retry_wait
         self._retry_wait_max = retry_wait_max
         self._open()
-        with self._lock:
-            self._adopt()
+        self._adopt()
 
     def _open(self) -> None:
         self._token = secrets.token_hex(8)
         self._owner = f"{os.getpid()}:{self._token}"
         _LIVE_TOKENS.add(self._token)
-        self._lock = threading.Lock()
-        # One connection shared by the caller threads and the sender, used under
-        # self._lock; autocommit mode with explicit transactions.
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode: a committed row survives the process being killed
-        # (SIGKILL); only an OS crash or power loss can lose the last commits.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._send_db = _connect(self.path, checkpoints=True)
+        self._send_db.executescript(_SCHEMA)
+        self._put_db = _connect(self.path, checkpoints=False)
+        self._put_lock = threading.Lock()  # guards _put_db
+        self._send_lock = threading.Lock()  # guards _send_db and the sender's cursor
+        self._count_lock = threading.Lock()  # guards the counters below
         self._cursor = 0  # highest row id handed out by take()
         self._mine = 0  # rows owned by this store, not yet acknowledged
         self._in_flight = 0
         self._resume_at = 0.0
         self._failures = 0
-        self._total: int = self._db.execute("SELECT count(*) FROM events").fetchone()[0]
+        self._total: int = self._send_db.execute("SELECT count(*) FROM events").fetchone()[0]
 
     def _adopt(self) -> None:
-        owners = [row[0] for row in self._db.execute("SELECT DISTINCT owner FROM events")]
+        db = self._send_db
+        owners = [row[0] for row in db.execute("SELECT DISTINCT owner FROM events")]
         gone = [o for o in owners if o != self._owner and _owner_gone(o)]
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(db):
             for owner in gone:
-                self._db.execute(
-                    "UPDATE events SET owner = ? WHERE owner = ?", (self._owner, owner)
-                )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+                db.execute("UPDATE events SET owner = ? WHERE owner = ?", (self._owner, owner))
         self._mine = int(
-            self._db.execute(
-                "SELECT count(*) FROM events WHERE owner = ?", (self._owner,)
-            ).fetchone()[0]
+            db.execute("SELECT count(*) FROM events WHERE owner = ?", (self._owner,)).fetchone()[0]
         )
 
     def put(self, items: Sequence[Item]) -> bool:
@@ -135,33 +151,35 @@ class SpoolStore:
             (self._owner, i.message_id, json.dumps(i.event.to_dict(), separators=(",", ":")))
             for i in items
         ]
-        with self._lock:
+        with self._count_lock:
             if self._total + len(rows) > self._max:
                 return False
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(
+            self._total += len(rows)  # reserve the room before writing
+        try:
+            with self._put_lock, _transaction(self._put_db) as db:
+                db.executemany(
                     "INSERT INTO events (owner, message_id, event) VALUES (?, ?, ?)", rows
                 )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._total += len(rows)
+        except BaseException:
+            with self._count_lock:
+                self._total -= len(rows)
+            raise
+        with self._count_lock:
             self._mine += len(rows)
-            return True
+        return True
 
     def take(self, n: int) -> list[Item]:
-        with self._lock:
-            if time.monotonic() < self._resume_at:
-                return []
-            rows = self._db.execute(
+        if time.monotonic() < self._resume_at:
+            return []
+        with self._send_lock:
+            rows = self._send_db.execute(
                 "SELECT id, message_id, event FROM events WHERE owner = ? AND id > ? "
                 "ORDER BY id LIMIT ?",
                 (self._owner, self._cursor, n),
             ).fetchall()
             if rows:
                 self._cursor = rows[-1][0]
+        with self._count_lock:
             self._in_flight += len(rows)
         return [
             Item(LagoEvent.from_dict(json.loads(event)), message_id, None, row_id)
@@ -172,14 +190,9 @@ class SpoolStore:
         if not items:
             return
         ids = [(i.row_id,) for i in items]
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany("DELETE FROM events WHERE id = ?", ids)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._send_lock, _transaction(self._send_db) as db:
+            db.executemany("DELETE FROM events WHERE id = ?", ids)
+        with self._count_lock:
             self._total -= len(ids)
             self._mine -= len(ids)
             self._in_flight -= len(ids)
@@ -187,10 +200,11 @@ class SpoolStore:
                 self._failures = 0
 
     def retry_later(self, items: Sequence[Item]) -> bool:
-        with self._lock:
-            first = min(i.row_id or 0 for i in items)
+        first = min(i.row_id or 0 for i in items)
+        with self._send_lock:
             # Everything from the first failed row on is sent again, in order.
             self._cursor = min(self._cursor, first - 1)
+        with self._count_lock:
             self._in_flight -= len(items)
             self._failures += 1
             wait = min(self._retry_wait_max, self._retry_wait * 2 ** (self._failures - 1))
@@ -212,13 +226,13 @@ class SpoolStore:
         return self._total + n <= self._max
 
     def after_fork(self) -> None:
-        # SQLite connections must not cross a fork: open a new one, as a new owner.
+        # SQLite connections must not cross a fork: open new ones, as a new owner.
         # The parent's rows stay the parent's (it is alive and sends them).
         _LIVE_TOKENS.discard(self._token)
         self._open()
-        self._mine = 0
 
     def close(self) -> None:
-        with self._lock:
+        with self._put_lock, self._send_lock:
             _LIVE_TOKENS.discard(self._token)
-            self._db.close()
+            self._put_db.close()
+            self._send_db.close()
