@@ -231,8 +231,16 @@ class SpoolStore:
         _LIVE_TOKENS.discard(self._token)
         self._open()
 
+    def release(self) -> None:
+        """Let the next forwarder in this process adopt the rows left here.
+
+        Called on close even when the sender is still stuck in a request: if it
+        then delivers rows another forwarder also sends, Lago dedupes them.
+        """
+        _LIVE_TOKENS.discard(self._token)
+
     def close(self) -> None:
+        self.release()
         with self._put_lock, self._send_lock:
-            _LIVE_TOKENS.discard(self._token)
             self._put_db.close()
             self._send_db.close()

@@ -187,6 +187,8 @@ class _BaseForwarder:
                 self._report_unsent(items)
         elif close_store:
             store.close()
+        elif isinstance(store, SpoolStore):
+            store.release()
 
     def _after_fork_in_child(self) -> None:
         raise NotImplementedError
@@ -378,6 +380,7 @@ class Forwarder(_BaseForwarder):
         if self._core.closed:
             return True
         self._core.closed = True
+        deadline = None if timeout is None else time.monotonic() + timeout
         done = self.flush(timeout)
         with self._cond:
             self._stopping = True
@@ -385,7 +388,7 @@ class Forwarder(_BaseForwarder):
             thread = self._thread
         stuck = False
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
             # Still in a request: it will stop after it, so leave the spool open.
             stuck = thread.is_alive()
         self._drain_unsent(close_store=not stuck)
