@@ -140,7 +140,9 @@ def test_replace_is_literal_not_a_regex() -> None:
 def test_replace_options_global_ignorecase_and_second_pattern() -> None:
     once = {"@replace": {"pattern": "a", "replacement": "x", "value": "aAa", "global": False}}
     assert resolve(once) == "xAa"
-    icase = {"@replace": {"pattern": "a", "replacement": "\\1", "value": "aAa", "ignorecase": True}}
+    icase = {
+        "@replace": {"pattern": "a", "replacement": "\\1", "value": "aAa", "ignorecase": True}
+    }
     assert resolve(icase) == "\\1\\1\\1"
     two = {
         "@replace": {
@@ -262,7 +264,7 @@ def test_string_of_null_is_unresolved_and_of_an_object_is_refused() -> None:
 
 
 def test_default_replaces_unresolved_and_null() -> None:
-    spec = {"@default": {"value": {"@path": "$.nope"}, "fallback": "dflt"}}
+    spec: dict[str, Any] = {"@default": {"value": {"@path": "$.nope"}, "fallback": "dflt"}}
     assert resolve(spec) == "dflt"
     spec = {"@default": {"value": {"@path": "$.properties.nothing"}, "fallback": 0}}
     assert resolve(spec) == 0

@@ -254,11 +254,10 @@ class _Parser:
                 AmbiguousFQLWarning,
                 stacklevel=2,
             )
-        tests = tuple(c.test for c in children)
         return Condition(
             self.source(start, self.tokens[self.pos - 1].end),
             "or",
-            lambda p: any(t(p) for t in tests),
+            _fold([c.test for c in children], conjunction=False),
             tuple(children),
         )
 
@@ -271,12 +270,7 @@ class _Parser:
         while self._is_word("and"):
             self.take()
             children.append(self.parse_unary())
-        tests = tuple(c.test for c in children)
-        if len(tests) == 2:
-            a, b = tests
-            test: Predicate = lambda p: a(p) and b(p)  # noqa: E731
-        else:
-            test = lambda p: all(t(p) for t in tests)  # noqa: E731
+        test = _fold([c.test for c in children], conjunction=True)
         return Condition(
             self.source(start, self.tokens[self.pos - 1].end), "and", test, tuple(children)
         )
@@ -404,23 +398,25 @@ def _comparison(path: tuple[str, ...], op: str, kind: str, value: Any, token: _T
     if op in ("=", "!="):
         # Segment compares String(actual) with String(expected).
         expected = js_string(value)
-        if op == "=":
+        if len(path) == 1:
+            # The usual `type = "track"`: one dict look-up, no extra call.
+            (key,) = path
 
-            def eq(p: Mapping[str, Any]) -> bool:
-                actual = get(p)
-                if actual.__class__ is str:
-                    return actual == expected
-                return js_string(actual) == expected
+            def eq1(p: Mapping[str, Any]) -> bool:
+                actual = p.get(key, MISSING)
+                return actual == expected or (
+                    actual.__class__ is not str and js_string(actual) == expected
+                )
 
-            return eq
+            return eq1 if op == "=" else _negate(eq1)
 
-        def ne(p: Mapping[str, Any]) -> bool:
+        def eq(p: Mapping[str, Any]) -> bool:
             actual = get(p)
-            if actual.__class__ is str:
-                return actual != expected
-            return js_string(actual) != expected
+            return actual == expected or (
+                actual.__class__ is not str and js_string(actual) == expected
+            )
 
-        return ne
+        return eq if op == "=" else _negate(eq)
     if kind != "number":
         raise FQLSyntaxError(token.column, f"{op} compares numbers; found {_describe(token)}")
     import operator
@@ -439,6 +435,26 @@ def _comparison(path: tuple[str, ...], op: str, kind: str, value: Any, token: _T
         return (cls is int or cls is float) and compare(actual, value)
 
     return numeric
+
+
+def _negate(test: Predicate) -> Predicate:
+    return lambda p: not test(p)
+
+
+def _fold(tests: list[Predicate], *, conjunction: bool) -> Predicate:
+    """Chain predicates into nested two-way closures (cheaper than all()/any())."""
+    test = tests[-1]
+    for earlier in reversed(tests[:-1]):
+        test = _both(earlier, test) if conjunction else _either(earlier, test)
+    return test
+
+
+def _both(a: Predicate, b: Predicate) -> Predicate:
+    return lambda p: a(p) and b(p)
+
+
+def _either(a: Predicate, b: Predicate) -> Predicate:
+    return lambda p: a(p) or b(p)
 
 
 def _glob(pattern: str) -> Callable[[str], bool]:

@@ -11,20 +11,18 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
 from lago_segment.errors import InvalidLagoEvent, MappingError
+from lago_segment.events import SegmentEvent, parse_event
 from lago_segment.lago import LagoEvent
 
 from ._directives import Compiler, Resolver, Unconvertible
 from ._explain import Explanation, FieldExplanation, RuleExplanation
 from ._fql import AmbiguousFQLWarning, Condition, FQLSyntaxError, compile_fql, suggest
 from ._paths import MISSING
-
-if TYPE_CHECKING:
-    from lago_segment.events import SegmentEvent
 
 __all__ = ["MAX_PROPERTIES", "MAX_RULES", "MappingSpec", "Rule"]
 
@@ -86,9 +84,93 @@ def _iso(text: str) -> datetime:
 
 @attrs.frozen(slots=True, eq=False)
 class _Field:
-    name: str
-    source: str
+    name: str  # "code", "properties.<key>", ...
+    key: str  # the key in the LagoEvent's arguments or properties
+    source: str  # the spec value, as JSON, for messages
     resolve: Resolver
+
+
+_Builder = Callable[
+    ["Rule", Mapping[str, Any], "str | None", "datetime | None", "str | None"], LagoEvent
+]
+
+
+def _constant_missing(_payload: Mapping[str, Any]) -> Any:
+    return MISSING
+
+
+def _make_builder(fields: Sequence[_Field], properties: tuple[_Field, ...] | _Field) -> _Builder:
+    """One closure per rule that resolves its fields in a fixed order and builds the event.
+
+    Specialised once so the per-event path is straight-line code: no dict of
+    fields, no lookups by name, no exceptions unless something is wrong.
+    """
+    by_name = {f.name: f.resolve for f in fields}
+    code_fn = by_name["code"]
+    sub_fn = by_name["external_subscription_id"]
+    tid_fn = by_name.get("transaction_id", _constant_missing)
+    ts_fn = by_name.get("timestamp")
+    amount_fn = by_name.get("precise_total_amount_cents", _constant_missing)
+    prop_items = (
+        tuple((f.name, f.key, f.resolve) for f in properties)
+        if isinstance(properties, tuple)
+        else None
+    )
+    props_fn = properties.resolve if isinstance(properties, _Field) else _constant_missing
+
+    def build(
+        rule: Rule,
+        payload: Mapping[str, Any],
+        default_tid: str | None,
+        default_ts: datetime | None,
+        message_id: str | None,
+    ) -> LagoEvent:
+        field = "code"
+        try:
+            code = code_fn(payload)
+            field = "external_subscription_id"
+            sub = sub_fn(payload)
+            field = "transaction_id"
+            tid = tid_fn(payload)
+            if tid is MISSING:
+                tid = default_tid
+            field = "timestamp"
+            if ts_fn is None:
+                ts = default_ts
+            else:
+                ts = _to_timestamp(ts_fn(payload))
+                if ts is MISSING:
+                    ts = default_ts
+            field = "precise_total_amount_cents"
+            amount = amount_fn(payload)
+            if prop_items is not None:
+                props = {}
+                for field, key, fn in prop_items:  # noqa: B007 (read by the except)
+                    value = fn(payload)
+                    if value is not MISSING:
+                        props[key] = value
+            else:
+                field = "properties"
+                props = props_fn(payload)
+                if props is MISSING:
+                    props = {}
+        except Unconvertible as exc:
+            raise rule._fail(field, str(exc), message_id) from None
+        if code is MISSING or sub is MISSING or tid is None or ts is None:
+            for field, value in (
+                ("code", code),
+                ("external_subscription_id", sub),
+                ("transaction_id", tid),
+                ("timestamp", ts),
+            ):
+                if value is MISSING or value is None:
+                    raise rule._missing(field, message_id)
+        try:
+            return LagoEvent(tid, sub, code, ts, props, None if amount is MISSING else amount)
+        except InvalidLagoEvent as exc:
+            raise rule._fail(exc.field, exc.problem, message_id) from None
+
+    return build
 
 
 @attrs.frozen(slots=True, eq=False)
@@ -110,6 +192,7 @@ class Rule:
     _condition: Condition = attrs.field(repr=False, alias="condition")
     _fields: tuple[_Field, ...] = attrs.field(repr=False, alias="fields")
     _properties: tuple[_Field, ...] | _Field = attrs.field(repr=False, alias="properties")
+    _builder: _Builder = attrs.field(repr=False, alias="builder")
 
     def matches(self, event: SegmentEvent | Mapping[str, Any]) -> bool:
         """Whether this rule's trigger matches ``event`` (a SegmentEvent or its wire dict)."""
@@ -132,54 +215,21 @@ class Rule:
         message_id: str | None,
     ) -> LagoEvent:
         """Resolve every field and build the LagoEvent; errors name rule, field, messageId."""
-        values: dict[str, Any] = {}
-        field = ""
-        try:
-            for f in self._fields:
-                field = f.name
-                value = f.resolve(payload)
-                if value is not MISSING:
-                    values[field] = value
-            props = self._properties
-            if props.__class__ is tuple:
-                properties = {}
-                for f in props:
-                    field = f.name
-                    value = f.resolve(payload)
-                    if value is not MISSING:
-                        properties[field[11:]] = value
-            else:
-                field = "properties"
-                properties = props.resolve(payload)  # type: ignore[union-attr]
-                if properties is MISSING:
-                    properties = {}
-            field = "timestamp"
-            ts = values.get("timestamp", MISSING)
-            values["timestamp"] = timestamp if ts is MISSING else _to_timestamp(ts)
-        except Unconvertible as exc:
-            raise self._fail(field, str(exc), message_id) from None
-        if "transaction_id" not in values:
-            if transaction_id is None:
-                raise self._fail(
-                    "transaction_id",
-                    "the event has no messageId; map a transaction_id explicitly",
-                    message_id,
-                )
-            values["transaction_id"] = transaction_id
-        for required in ("code", "external_subscription_id"):
-            if required not in values:
-                source = next(f.source for f in self._fields if f.name == required)
-                raise self._fail(required, f"{source} resolved to nothing", message_id)
-        if values["timestamp"] is None:
-            raise self._fail(
-                "timestamp",
+        return self._builder(self, payload, transaction_id, timestamp, message_id)
+
+    def _missing(self, field: str, message_id: str | None) -> MappingError:
+        if field == "transaction_id":
+            return self._fail(
+                field, "the event has no messageId; map a transaction_id explicitly", message_id
+            )
+        if field == "timestamp":
+            return self._fail(
+                field,
                 "the event has no timestamp, originalTimestamp, receivedAt or sentAt",
                 message_id,
             )
-        try:
-            return LagoEvent(properties=properties, **values)
-        except InvalidLagoEvent as exc:
-            raise self._fail(exc.field, exc.problem, message_id) from None
+        source = next(f.source for f in self._fields if f.name == field)
+        return self._fail(field, f"{source} resolved to nothing", message_id)
 
     def _explain_fields(self, payload: Mapping[str, Any]) -> tuple[FieldExplanation, ...]:
         out = []
@@ -332,7 +382,7 @@ class MappingSpec:
         A matching rule that cannot build a valid Lago event raises
         :class:`~lago_segment.MappingError` naming the rule, field and messageId.
         """
-        parsed = _parse(event)
+        parsed = event if isinstance(event, SegmentEvent) else parse_event(event)
         payload = parsed.payload
         matched = [rule for test, rule in self._tests if test(payload)]
         if not matched:
@@ -418,11 +468,7 @@ def _check_distinct(
 
 
 def _parse(event: Any) -> SegmentEvent:
-    from lago_segment.events import SegmentEvent, parse_event
-
-    if isinstance(event, SegmentEvent):
-        return event
-    return parse_event(event)
+    return event if isinstance(event, SegmentEvent) else parse_event(event)
 
 
 def _compile_rule(compiler: Compiler, raw: Any, loc: str, names: set[str]) -> Rule | None:
@@ -461,7 +507,7 @@ def _compile_rule(compiler: Compiler, raw: Any, loc: str, names: set[str]) -> Ru
     ):
         if key in raw:
             fields.append(
-                _Field(key, _source(raw[key]), compiler.compile(raw[key], f"{loc}.{key}"))
+                _Field(key, key, _source(raw[key]), compiler.compile(raw[key], f"{loc}.{key}"))
             )
     properties: tuple[_Field, ...] | _Field = ()
     if "properties" in raw:
@@ -471,11 +517,12 @@ def _compile_rule(compiler: Compiler, raw: Any, loc: str, names: set[str]) -> Ru
             if len(props) > MAX_PROPERTIES:
                 errors.append(f"{ploc}: more than {MAX_PROPERTIES} properties")
             properties = tuple(
-                _Field(f"properties.{k}", _source(v), compiler.compile(v, f"{ploc}.{k}"))
+                _Field(f"properties.{k}", str(k), _source(v), compiler.compile(v, f"{ploc}.{k}"))
                 for k, v in props.items()
             )
         elif isinstance(props, Mapping):
-            properties = _Field("properties", _source(props), compiler.compile(props, ploc))
+            resolver = compiler.compile(props, ploc)
+            properties = _Field("properties", "properties", _source(props), resolver)
         else:
             errors.append(f"{ploc}: must be an object of property values, or a directive")
     if len(errors) > before or condition is None or not isinstance(name, str):
@@ -488,6 +535,7 @@ def _compile_rule(compiler: Compiler, raw: Any, loc: str, names: set[str]) -> Ru
         condition=condition,
         fields=tuple(fields),
         properties=properties,
+        builder=_make_builder(fields, properties),
     )
 
 
