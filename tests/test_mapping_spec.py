@@ -568,3 +568,16 @@ def test_ambiguous_trigger_in_a_spec_still_loads() -> None:
     with pytest.warns(AmbiguousFQLWarning):
         spec = spec_of(rule(when='type = "track" and event = "x" or event = "API Call"'))
     assert spec.map(API_CALL)
+
+
+def test_routing_by_type_keeps_spec_order_and_untyped_rules() -> None:
+    spec = spec_of(
+        rule(name="any-api", when='event = "API Call"', code="a"),
+        rule(name="typed", code="b"),
+        rule(name="grouped", when='(type = "track") and context.groupId != null', code="c"),
+        rule(name="either", when='type = "page" or event = "API Call"', code="d"),
+        rule(name="identify", when='type = "identify"', code="e"),
+    )
+    assert [e.code for e in spec.map(API_CALL)] == ["a", "b", "c", "d"]
+    page = {**API_CALL, "type": "page", "name": "Home"}
+    assert [e.code for e in spec.map(page)] == ["a", "d"]

@@ -121,6 +121,21 @@ class Condition:
     test: Predicate
     children: tuple[Condition, ...] = ()
     field: tuple[str, ...] = ()
+    equals: str | None = None  # for `field = "text"` leaves: the text
+
+    def split_type(self) -> tuple[str | None, Predicate]:
+        """``("track", rest)`` when this trigger starts with ``type = "track" and``.
+
+        Lets a spec route an event by its type with one dict look-up and test
+        only the rest of each trigger (Segment events always carry a string type).
+        """
+        if self.kind == "leaf" and self.field == ("type",) and self.equals is not None:
+            return self.equals, _always
+        first = self.children[0] if self.kind == "and" else None
+        if first is not None and first.field == ("type",) and first.equals is not None:
+            rest = [c.test for c in self.children[1:]]
+            return first.equals, _fold(rest, conjunction=True)
+        return None, self.test
 
     def first_failure(self, payload: Mapping[str, Any]) -> str | None:
         """The text of the condition that makes this node false (None if true)."""
@@ -356,7 +371,8 @@ class _Parser:
         kind, value, value_token = self.parse_value()
         test = _comparison(path, op_token.value, kind, value, value_token)
         text = self.source(start.column - 1, value_token.end)
-        return Condition(text, "leaf", test, field=path)
+        equals = value if op_token.value == "=" and kind == "string" else None
+        return Condition(text, "leaf", test, field=path, equals=equals)
 
     def parse_function(self) -> Condition:
         name = self.take()
@@ -435,6 +451,10 @@ def _comparison(path: tuple[str, ...], op: str, kind: str, value: Any, token: _T
         return (cls is int or cls is float) and compare(actual, value)
 
     return numeric
+
+
+def _always(_payload: Mapping[str, Any]) -> bool:
+    return True
 
 
 def _negate(test: Predicate) -> Predicate:

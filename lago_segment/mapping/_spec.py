@@ -90,6 +90,7 @@ class _Field:
     resolve: Resolver
 
 
+_Route = tuple[Callable[[Mapping[str, Any]], bool], "Rule"]
 _Builder = Callable[
     ["Rule", Mapping[str, Any], "str | None", "datetime | None", "str | None"], LagoEvent
 ]
@@ -297,9 +298,23 @@ class MappingSpec:
 
     rules: tuple[Rule, ...]
     """The compiled rules, in spec order."""
-    _tests: tuple[tuple[Callable[[Mapping[str, Any]], bool], Rule], ...] = attrs.field(
-        repr=False, alias="tests"
-    )
+    # Routing, computed once: rules whose trigger starts with `type = "x" and`
+    # are only tested (on the rest of their trigger) for events of type "x".
+    _routes: Mapping[str, tuple[_Route, ...]] = attrs.field(repr=False, alias="routes")
+    _untyped: tuple[_Route, ...] = attrs.field(repr=False, alias="untyped")
+    _all: tuple[_Route, ...] = attrs.field(repr=False, alias="all")
+
+    @classmethod
+    def _from_rules(cls, rules: Sequence[Rule]) -> MappingSpec:
+        split = [(rule, *rule._condition.split_type()) for rule in rules]
+        types = {kind for _, kind, _ in split if kind is not None}
+        routes = {
+            kind: tuple((rest, rule) for rule, k, rest in split if k in (kind, None))
+            for kind in types
+        }
+        untyped = tuple((rest, rule) for rule, k, rest in split if k is None)
+        everything = tuple((rule._condition.test, rule) for rule in rules)
+        return cls(tuple(rules), routes=routes, untyped=untyped, all=everything)
 
     # --- loading --------------------------------------------------------
 
@@ -335,7 +350,7 @@ class MappingSpec:
                     rules.append(rule)
         if errors:
             raise MappingError([f"{source}: {e}" if source != "spec" else e for e in errors])
-        return cls(tuple(rules), tests=tuple((r._condition.test, r) for r in rules))
+        return cls._from_rules(rules)
 
     @classmethod
     def from_json(cls, text: str | bytes, *, source: str = "spec") -> MappingSpec:
@@ -384,13 +399,16 @@ class MappingSpec:
         """
         parsed = event if isinstance(event, SegmentEvent) else parse_event(event)
         payload = parsed.payload
-        matched = [rule for test, rule in self._tests if test(payload)]
+        kind = payload.get("type")
+        routes = self._routes.get(kind, self._untyped) if kind.__class__ is str else self._all
+        matched = [rule for test, rule in routes if test(payload)]
         if not matched:
             return []
         message_id = parsed.message_id
         timestamp = parsed.effective_timestamp
         if len(matched) == 1:
-            return [matched[0]._build(payload, message_id, timestamp, message_id)]
+            rule = matched[0]
+            return [rule._builder(rule, payload, message_id, timestamp, message_id)]
         events = [
             rule._build(payload, _multi_tid(message_id, rule), timestamp, message_id)
             for rule in matched
@@ -409,7 +427,7 @@ class MappingSpec:
         payload = parsed.payload
         message_id = parsed.message_id
         timestamp = parsed.effective_timestamp
-        matched = [rule for test, rule in self._tests if test(payload)]
+        matched = [rule for test, rule in self._all if test(payload)]
         many = len(matched) > 1
         events: dict[str, LagoEvent] = {}
         errors: dict[str, str] = {}
