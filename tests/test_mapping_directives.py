@@ -93,6 +93,18 @@ def test_template_renders_values_and_missing_ones_as_empty() -> None:
     assert resolve({"@template": "{{properties.nested.c}}"}) == "[1,2]"
 
 
+def test_template_never_html_escapes_and_accepts_triple_braces() -> None:
+    payload = {"properties": {"path": "/v1/a&b"}}
+    assert resolve({"@template": "{{properties.path}}"}, payload) == "/v1/a&b"
+    assert resolve({"@template": "{{{ properties.path }}}!"}, payload) == "/v1/a&b!"
+
+
+def test_template_placeholder_with_a_bad_path_is_a_load_error() -> None:
+    assert errors_of({"@template": "x {{a..b}}"}) == [
+        "v.@template {{a..b}}: invalid path 'a..b' at character 2"
+    ]
+
+
 def test_template_without_placeholders_is_constant() -> None:
     assert resolve({"@template": "plain {text}"}) == "plain {text}"
 

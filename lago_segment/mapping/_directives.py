@@ -44,7 +44,9 @@ _MAX_NUMBER_TEXT = 100
 
 _NUMBER_TEXT = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _INTEGER_TEXT = re.compile(r"[-+]?\d+")
-_PLACEHOLDER = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
+# {{path}}, and mapping-kit's {{{path}}} (its "unescaped" form: we never
+# HTML-escape, which would mangle ids such as "/v1/users").
+_PLACEHOLDER = re.compile(r"\{\{\{\s*([^{}]+?)\s*\}\}\}|\{\{\s*([^{}]+?)\s*\}\}")
 
 
 class Unconvertible(Exception):
@@ -323,7 +325,8 @@ def _template(c: Compiler, arg: Any, loc: str, depth: int) -> Resolver:
     pos = 0
     for m in _PLACEHOLDER.finditer(arg):
         parts.append(arg[pos : m.start()])
-        path = c.path(m.group(1), f"{loc} {{{{{m.group(1)}}}}}")
+        text = m.group(1) or m.group(2)
+        path = c.path(text, f"{loc} {{{{{text}}}}}")
         parts.append(getter(path) if path is not None else _constant(MISSING))
         pos = m.end()
     parts.append(arg[pos:])
