@@ -469,9 +469,13 @@ def test_the_example_spec_maps_the_example_events_as_documented() -> None:
     assert outcomes == {"mapped": 19, "unmatched": 9, "failed": 3}
     assert len(lago_events) == 25
     assert sorted(failures) == [
-        ("storage", "properties.bytes", "msg-031"),
-        ("track-events", "external_subscription_id", "msg-016"),
-        ("track-events", "external_subscription_id", "msg-017"),
+        ("storage", "properties.bytes", "7f780056-b2cd-410d-b1ad-edbc5c915e93"),
+        ("track-events", "external_subscription_id", "7ef992a8-3e47-4134-8a4b-cd42101034a8"),
+        (
+            "track-events",
+            "external_subscription_id",
+            "ajs-next-1714564000015-93bce856-ca08-43dd-804f-d65ce1181284",
+        ),
     ]
     codes = sorted({e.code for e in lago_events})
     assert codes == [
@@ -492,9 +496,9 @@ def test_the_example_api_call_becomes_two_lago_events() -> None:
     spec = MappingSpec.load(EXAMPLES / "lago-mapping.toml")
     line = (EXAMPLES / "segment-events.jsonl").read_bytes().splitlines()[2]
     seed, api = spec.map(line)
-    assert seed.to_dict()["transaction_id"] == "msg-003"
+    assert seed.to_dict()["transaction_id"] == "8698e95f-b8d0-48ea-97da-1b729ffe1d99"
     assert api.to_dict() == {
-        "transaction_id": "msg-003:api-calls",
+        "transaction_id": "8698e95f-b8d0-48ea-97da-1b729ffe1d99:api-calls",
         "external_subscription_id": "ws-1",
         "code": "api_calls",
         "timestamp": "1714564980.021",

@@ -49,6 +49,9 @@ _INTEGER_TEXT = re.compile(r"[-+]?\d+")
 _PLACEHOLDER = re.compile(r"\{\{\{\s*([^{}]+?)\s*\}\}\}|\{\{\s*([^{}]+?)\s*\}\}")
 
 
+_SCALARS = frozenset({str, int, float, bool})
+
+
 class Unconvertible(Exception):
     """Internal: a present value a directive cannot convert (a map-time error)."""
 
@@ -139,6 +142,8 @@ def _to_decimal(value: Any) -> Any:
 def _to_string(value: Any) -> Any:
     if value is MISSING or value is None:
         return MISSING
+    if value.__class__ in _SCALARS:
+        return js_string(value)
     if isinstance(value, (Mapping, list)):
         raise Unconvertible(
             f"@string: {_show(value)} is an {'object' if isinstance(value, Mapping) else 'array'}"

@@ -91,20 +91,18 @@ def getter(path: tuple[str, ...]) -> Getter:
         (key,) = path
 
         def get1(p: Mapping[str, Any]) -> Any:
-            if p.__class__ is dict:
-                return p.get(key, MISSING)
-            return lookup(p, path)
+            return p.get(key, MISSING)
 
         return get1
     if len(path) == 2:
         first, second = path
 
         def get2(p: Mapping[str, Any]) -> Any:
-            if p.__class__ is dict:
-                inner = p.get(first, MISSING)
-                if inner.__class__ is dict:
-                    return inner.get(second, MISSING)
-            return lookup(p, path)
+            # A payload is always a mapping; anything unusual takes the slow path.
+            inner = p.get(first, MISSING)
+            if inner.__class__ is dict:
+                return inner.get(second, MISSING)
+            return MISSING if inner is MISSING else lookup(p, path)
 
         return get2
     return lambda p: lookup(p, path)

@@ -109,9 +109,9 @@ def _make_builder(fields: Sequence[_Field], properties: tuple[_Field, ...] | _Fi
     by_name = {f.name: f.resolve for f in fields}
     code_fn = by_name["code"]
     sub_fn = by_name["external_subscription_id"]
-    tid_fn = by_name.get("transaction_id", _constant_missing)
+    tid_fn = by_name.get("transaction_id")
     ts_fn = by_name.get("timestamp")
-    amount_fn = by_name.get("precise_total_amount_cents", _constant_missing)
+    amount_fn = by_name.get("precise_total_amount_cents")
     prop_items = (
         tuple((f.name, f.key, f.resolve) for f in properties)
         if isinstance(properties, tuple)
@@ -131,10 +131,13 @@ def _make_builder(fields: Sequence[_Field], properties: tuple[_Field, ...] | _Fi
             code = code_fn(payload)
             field = "external_subscription_id"
             sub = sub_fn(payload)
-            field = "transaction_id"
-            tid = tid_fn(payload)
-            if tid is MISSING:
+            if tid_fn is None:
                 tid = default_tid
+            else:
+                field = "transaction_id"
+                tid = tid_fn(payload)
+                if tid is MISSING:
+                    tid = default_tid
             field = "timestamp"
             if ts_fn is None:
                 ts = default_ts
@@ -142,8 +145,13 @@ def _make_builder(fields: Sequence[_Field], properties: tuple[_Field, ...] | _Fi
                 ts = _to_timestamp(ts_fn(payload))
                 if ts is MISSING:
                     ts = default_ts
-            field = "precise_total_amount_cents"
-            amount = amount_fn(payload)
+            if amount_fn is None:
+                amount = None
+            else:
+                field = "precise_total_amount_cents"
+                amount = amount_fn(payload)
+                if amount is MISSING:
+                    amount = None
             if prop_items is not None:
                 props = {}
                 for field, key, fn in prop_items:  # noqa: B007 (read by the except)
@@ -167,7 +175,7 @@ def _make_builder(fields: Sequence[_Field], properties: tuple[_Field, ...] | _Fi
                 if value is MISSING or value is None:
                     raise rule._missing(field, message_id)
         try:
-            return LagoEvent(tid, sub, code, ts, props, None if amount is MISSING else amount)
+            return LagoEvent(tid, sub, code, ts, props, amount)
         except InvalidLagoEvent as exc:
             raise rule._fail(exc.field, exc.problem, message_id) from None
 
@@ -410,10 +418,11 @@ class MappingSpec:
             rule = matched[0]
             return [rule._builder(rule, payload, message_id, timestamp, message_id)]
         events = [
-            rule._build(payload, _multi_tid(message_id, rule), timestamp, message_id)
+            rule._builder(rule, payload, _multi_tid(message_id, rule), timestamp, message_id)
             for rule in matched
         ]
-        _check_distinct(matched, events, message_id)
+        if len({(e.transaction_id, e.external_subscription_id) for e in events}) < len(events):
+            _check_distinct(matched, events, message_id)
         return events
 
     def explain(self, event: SegmentEvent | Mapping[str, Any] | str | bytes) -> Explanation:
