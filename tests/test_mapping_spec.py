@@ -219,6 +219,8 @@ def test_default_timestamp_falls_back_to_original_timestamp() -> None:
     ("value", "expected"),
     [
         ("2024-05-01T10:00:00Z", datetime(2024, 5, 1, 10, tzinfo=timezone.utc)),
+        ("2024-05-01T12:00:00.5+02:00", datetime(2024, 5, 1, 10, 0, 0, 500000, timezone.utc)),
+        ("2024-05-01 10:00:00", datetime(2024, 5, 1, 10, tzinfo=timezone.utc)),
         ("1714557600.5", Decimal("1714557600.5")),
         (1714557600, 1714557600),
     ],
@@ -234,7 +236,7 @@ def test_unresolved_mapped_timestamp_falls_back_to_the_default() -> None:
     assert event.timestamp == T0
 
 
-@pytest.mark.parametrize("value", ["yesterday", "2024-05-01T10:00:00", True])
+@pytest.mark.parametrize("value", ["yesterday", "2024-13-01T10:00:00Z", True, [1]])
 def test_unusable_mapped_timestamp_is_a_mapping_error(value: Any) -> None:
     data = {**API_CALL, "properties": {"at": value}}
     with pytest.raises(MappingError) as info:

@@ -22,7 +22,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ._fql import js_string, suggest
-from ._paths import MISSING, getter, parse_path
+from ._paths import MISSING, getter, parse_path, show
 
 __all__ = [
     "DIRECTIVES",
@@ -103,7 +103,7 @@ def _to_number(value: Any) -> Any:
             number = float(text)
             if number not in (float("inf"), float("-inf")):
                 return number
-    raise Unconvertible(f"@number: cannot convert {_show(value)} to a number")
+    raise Unconvertible(f"@number: cannot convert {show(value)} to a number")
 
 
 def _to_integer(value: Any) -> Any:
@@ -119,7 +119,7 @@ def _to_integer(value: Any) -> Any:
         else:
             if exact == exact.to_integral_value():
                 return int(exact)
-    raise Unconvertible(f"@integer: cannot convert {_show(value)} to an integer")
+    raise Unconvertible(f"@integer: cannot convert {show(value)} to an integer")
 
 
 def _to_decimal(value: Any) -> Any:
@@ -136,7 +136,7 @@ def _to_decimal(value: Any) -> Any:
             return Decimal(text)
         except InvalidOperation:  # pragma: no cover - the regex admits only decimals
             pass
-    raise Unconvertible(f"@decimal: cannot convert {_show(value)} to a decimal")
+    raise Unconvertible(f"@decimal: cannot convert {show(value)} to a decimal")
 
 
 def _to_string(value: Any) -> Any:
@@ -146,17 +146,12 @@ def _to_string(value: Any) -> Any:
         return js_string(value)
     if isinstance(value, (Mapping, list)):
         raise Unconvertible(
-            f"@string: {_show(value)} is an {'object' if isinstance(value, Mapping) else 'array'}"
+            f"@string: {show(value)} is an {'object' if isinstance(value, Mapping) else 'array'}"
             '; encode it with {"@json": {"mode": "encode", ...}}'
         )
     if isinstance(value, Decimal):
         return str(value)
     return js_string(value)
-
-
-def _show(value: Any) -> str:
-    text = json.dumps(value, default=str) if not isinstance(value, Decimal) else str(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _flatten(value: Any, separator: str) -> Any:
@@ -185,7 +180,7 @@ def _decode_json(value: Any) -> Any:
     try:
         return json.loads(value)
     except (ValueError, RecursionError):
-        raise Unconvertible(f"@json decode: {_show(value)} is not valid JSON") from None
+        raise Unconvertible(f"@json decode: {show(value)} is not valid JSON") from None
 
 
 def _encode_json(value: Any) -> Any:
@@ -439,7 +434,7 @@ def _replace(c: Compiler, arg: Any, loc: str, depth: int) -> Resolver:
         if v is MISSING or v is None:
             return MISSING
         if isinstance(v, (Mapping, list)):
-            raise Unconvertible(f"@replace: {_show(v)} is not a string")
+            raise Unconvertible(f"@replace: {show(v)} is not a string")
         text = js_string(v)
         for step in replacers:
             text = step(text)

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import json
-from decimal import Decimal
 from typing import Any
 
 import attrs
 
 from lago_segment.lago import LagoEvent
 
-from ._paths import MISSING
+from ._paths import show
 
 __all__ = ["Explanation", "FieldExplanation", "RuleExplanation"]
-
-
-def _show(value: Any) -> str:
-    if value is MISSING:
-        return "(unresolved)"
-    if isinstance(value, Decimal):
-        return f"Decimal('{value}')"
-    try:
-        text = json.dumps(value, ensure_ascii=False, default=str)
-    except (TypeError, ValueError, RecursionError):
-        text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 @attrs.frozen(slots=True)
@@ -48,7 +34,7 @@ class FieldExplanation:
     """Why the field is unresolved, invalid or defaulted."""
 
     def __str__(self) -> str:
-        shown = _show(self.value) if self.resolved else "(unresolved)"
+        shown = show(self.value) if self.resolved else "(unresolved)"
         text = f"{self.name} = {shown}"
         if self.source:
             text += f"    <- {self.source}"

@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 
-from ._paths import MISSING, getter, lookup
+from ._paths import MISSING, getter, lookup, show
 
 __all__ = [
     "FIELD_ROOTS",
@@ -148,16 +148,11 @@ class Condition:
                     return failure
         if self.kind == "leaf" and self.field:
             actual = lookup(payload, self.field)
-            shown = "absent" if actual is MISSING else _short_repr(actual)
+            shown = "absent" if actual is MISSING else show(actual, 60)
             return f"{self.text}  ({'.'.join(self.field)} is {shown})"
         if self.kind == "not":
             return f"{self.text}  (the negated condition is true)"
         return self.text
-
-
-def _short_repr(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # --- tokenizer -------------------------------------------------------------

@@ -6,11 +6,13 @@ never touches Python attributes, so a spec cannot reach beyond the JSON.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any, Final
 
-__all__ = ["MAX_PATH_LENGTH", "MISSING", "Getter", "getter", "lookup", "parse_path"]
+__all__ = ["MAX_PATH_LENGTH", "MISSING", "Getter", "getter", "lookup", "parse_path", "show"]
 
 
 class _Missing:
@@ -106,3 +108,17 @@ def getter(path: tuple[str, ...]) -> Getter:
 
         return get2
     return lambda p: lookup(p, path)
+
+
+def show(value: Any, limit: int = 80) -> str:
+    """A value as short JSON for messages and reports (cut at ``limit`` characters)."""
+    if value is MISSING:
+        return "(unresolved)"
+    if isinstance(value, Decimal):
+        text = str(value)
+    else:
+        try:
+            text = json.dumps(value, ensure_ascii=False, default=repr)
+        except (ValueError, RecursionError):
+            text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from lago_segment._events import _parse_iso
 from lago_segment.errors import InvalidLagoEvent, MappingError
 from lago_segment.events import SegmentEvent, parse_event
 from lago_segment.lago import LagoEvent
@@ -22,7 +23,7 @@ from lago_segment.lago import LagoEvent
 from ._directives import Compiler, Resolver, Unconvertible
 from ._explain import Explanation, FieldExplanation, RuleExplanation
 from ._fql import AmbiguousFQLWarning, Condition, FQLSyntaxError, compile_fql, suggest
-from ._paths import MISSING
+from ._paths import MISSING, show
 
 __all__ = ["MAX_PROPERTIES", "MAX_RULES", "MappingSpec", "Rule"]
 
@@ -45,11 +46,6 @@ _SPEC_KEYS = ("rules", "version")
 _SECONDS = re.compile(r"\d{1,12}(?:\.\d{1,9})?")
 
 
-def _source(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def _to_timestamp(value: Any) -> Any:
     """A mapped timestamp as LagoEvent takes it: aware datetime or Unix seconds."""
     if value is None:
@@ -63,23 +59,11 @@ def _to_timestamp(value: Any) -> Any:
         text = value.strip()
         if _SECONDS.fullmatch(text):
             return Decimal(text)
-        try:
-            return _iso(text)
-        except ValueError as exc:
-            raise Unconvertible(str(exc)) from None
-    raise Unconvertible(f"{_source(value)} is neither Unix seconds nor an ISO-8601 instant")
-
-
-def _iso(text: str) -> datetime:
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"  # Python 3.10's fromisoformat has no "Z"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is neither Unix seconds nor an ISO-8601 instant") from None
-    if parsed.tzinfo is None:
-        raise ValueError(f"{text!r} has no timezone (add Z or an offset)")
-    return parsed
+        # The same reading as the events' own timestamps (naive means UTC).
+        parsed = _parse_iso(text)
+        if parsed is not None:
+            return parsed
+    raise Unconvertible(f"{show(value)} is neither Unix seconds nor an ISO-8601 instant")
 
 
 @attrs.frozen(slots=True, eq=False)
@@ -534,7 +518,7 @@ def _compile_rule(compiler: Compiler, raw: Any, loc: str, names: set[str]) -> Ru
     ):
         if key in raw:
             fields.append(
-                _Field(key, key, _source(raw[key]), compiler.compile(raw[key], f"{loc}.{key}"))
+                _Field(key, key, show(raw[key]), compiler.compile(raw[key], f"{loc}.{key}"))
             )
     properties: tuple[_Field, ...] | _Field = ()
     if "properties" in raw:
@@ -544,12 +528,12 @@ def _compile_rule(compiler: Compiler, raw: Any, loc: str, names: set[str]) -> Ru
             if len(props) > MAX_PROPERTIES:
                 errors.append(f"{ploc}: more than {MAX_PROPERTIES} properties")
             properties = tuple(
-                _Field(f"properties.{k}", str(k), _source(v), compiler.compile(v, f"{ploc}.{k}"))
+                _Field(f"properties.{k}", str(k), show(v), compiler.compile(v, f"{ploc}.{k}"))
                 for k, v in props.items()
             )
         elif isinstance(props, Mapping):
             resolver = compiler.compile(props, ploc)
-            properties = _Field("properties", "properties", _source(props), resolver)
+            properties = _Field("properties", "properties", show(props), resolver)
         else:
             errors.append(f"{ploc}: must be an object of property values, or a directive")
     if len(errors) > before or condition is None or not isinstance(name, str):
