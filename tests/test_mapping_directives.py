@@ -247,7 +247,7 @@ def test_integer_converts_whole_numbers(value: Any, expected: int) -> None:
     assert type(result) is int
 
 
-@pytest.mark.parametrize("value", [2.5, "12.5", False, "x"])
+@pytest.mark.parametrize("value", [2.5, "12.5", False, "x", "1e99999"])
 def test_integer_refuses_fractions_rather_than_truncating(value: Any) -> None:
     with pytest.raises(Unconvertible, match="@integer"):
         resolve({"@integer": {"@literal": value}})

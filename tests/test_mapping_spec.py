@@ -178,6 +178,7 @@ def test_the_error_message_lists_every_problem() -> None:
         ({"rules": [rule(description=3)]}, "rules[0].description: must be a string"),
         ({"rules": [rule(when=3)]}, "rules[0].when: must be an FQL string"),
         ({"rules": [rule(properties=[1])]}, "rules[0].properties: must be an object"),
+        ({"rules": [rule(properties={" ": 1})]}, "rules[0].properties: property names must"),
         ({"rules": [rule(timestamp={"@path": "a..b"})]}, "rules[0].timestamp.@path: invalid"),
         (
             {"rules": [rule(properties={"@path": 1})]},
@@ -547,27 +548,69 @@ segment_like = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=300, deadline=None)
-@given(segment_like)
-def test_arbitrary_events_map_or_raise_our_errors(data: dict[str, Any]) -> None:
+P = {"@path": "$.properties.endpoint"}
+KITCHEN_SINK = MappingSpec.from_dict(
+    {
+        "rules": [
+            {
+                "name": "everything",
+                "when": "type != null",
+                "code": {"@template": "{{event}}{{{properties.endpoint}}}x"},
+                "external_subscription_id": {
+                    "@default": {"value": {"@path": "$.userId"}, "fallback": "s"}
+                },
+                "timestamp": {"@path": "$.properties.endpoint"},
+                "precise_total_amount_cents": {"@decimal": {"@path": "$.properties.invoice_id"}},
+                "properties": {
+                    "a": {"@if": {"exists": P, "then": {"@string": P}}},
+                    "b": {"@if": {"blank": P, "then": "x", "else": "y"}},
+                    "c": {"@case": {"operator": "upper", "value": {"@string": P}}},
+                    "d": {"@replace": {"pattern": "a", "value": {"@excludeWhenNull": P}}},
+                    "e": {"@json": {"mode": "encode", "value": P}},
+                    "f": {
+                        "@json": {
+                            "mode": "decode",
+                            "value": {"@json": {"mode": "encode", "value": P}},
+                        }
+                    },
+                    "g": {"@flatten": {"value": {"@path": "$."}}},
+                    "h": {"@arrayPath": ["$.properties", {"x": {"@path": "$.endpoint"}}]},
+                    "i": {"@merge": {"objects": [P, {"@path": "$.context"}], "direction": "left"}},
+                    "j": {
+                        "@transform": {"apply": {"k": P}, "mapping": {"@number": {"@path": "k"}}}
+                    },
+                    "k": {"@integer": P},
+                    "l": {"@literal": {"@number": P}},
+                },
+            }
+        ]
+    }
+)
+
+
+@pytest.mark.parametrize("spec", [FUZZ_SPEC, KITCHEN_SINK], ids=["example", "every-directive"])
+@settings(max_examples=200, deadline=None)
+@given(data=segment_like)
+def test_arbitrary_events_map_or_raise_our_errors(spec: MappingSpec, data: dict[str, Any]) -> None:
     try:
-        events = FUZZ_SPEC.map(data)
+        events = spec.map(data)
     except LagoSegmentError:
         return
     for event in events:
         json.dumps(event.to_dict())
 
 
+@pytest.mark.parametrize("spec", [FUZZ_SPEC, KITCHEN_SINK], ids=["example", "every-directive"])
 @settings(max_examples=100, deadline=None)
-@given(segment_like)
-def test_explain_never_raises_for_a_valid_event(data: dict[str, Any]) -> None:
+@given(data=segment_like)
+def test_explain_never_raises_for_a_valid_event(spec: MappingSpec, data: dict[str, Any]) -> None:
     try:
         parsed = parse_event(data)
     except InvalidEventPayload:
         return
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        str(FUZZ_SPEC.explain(parsed))
+        str(spec.explain(parsed))
 
 
 def test_ambiguous_trigger_in_a_spec_still_loads() -> None:

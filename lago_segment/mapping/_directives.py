@@ -42,6 +42,8 @@ MAX_TEMPLATE_LENGTH = 2000
 #: The longest string a numeric conversion looks at (``int("9" * 10**6)`` is slow).
 _MAX_NUMBER_TEXT = 100
 
+#: ``@integer`` refuses integers of more digits than this.
+_MAX_INTEGER_DIGITS = 30
 _NUMBER_TEXT = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _INTEGER_TEXT = re.compile(r"[-+]?\d+")
 # {{path}}, and mapping-kit's {{{path}}} (its "unescaped" form: we never
@@ -76,7 +78,7 @@ def _template_text(value: Any) -> str:
     if value is MISSING or value is None:
         return ""
     if isinstance(value, (Mapping, list)):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+        return _encode_json(value)  # type: ignore[no-any-return]
     return js_string(value)
 
 
@@ -117,7 +119,8 @@ def _to_integer(value: Any) -> Any:
         except Unconvertible:
             pass
         else:
-            if exact == exact.to_integral_value():
+            # A huge exponent ("1e99999") would make an integer no JSON can carry.
+            if exact == exact.to_integral_value() and exact.adjusted() < _MAX_INTEGER_DIGITS:
                 return int(exact)
     raise Unconvertible(f"@integer: cannot convert {show(value)} to an integer")
 

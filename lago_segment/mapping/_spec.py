@@ -527,6 +527,9 @@ def _compile_rule(compiler: Compiler, raw: Any, loc: str, names: set[str]) -> Ru
         if isinstance(props, Mapping) and not any(str(k).startswith("@") for k in props):
             if len(props) > MAX_PROPERTIES:
                 errors.append(f"{ploc}: more than {MAX_PROPERTIES} properties")
+            for k in props:
+                if not isinstance(k, str) or not k.strip():
+                    errors.append(f"{ploc}: property names must be non-empty strings, not {k!r}")
             properties = tuple(
                 _Field(f"properties.{k}", str(k), show(v), compiler.compile(v, f"{ploc}.{k}"))
                 for k, v in props.items()
