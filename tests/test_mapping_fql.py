@@ -166,8 +166,8 @@ def test_parenthesised_mixing_does_not_warn() -> None:
         compile_fql('(type = "a") and event = "b" and (event = "c" or name = "d")')
 
 
-def test_spec_rewarns_with_the_rule_location() -> None:
-    with pytest.warns(AmbiguousFQLWarning, match=r"rules\[0\]\.when"):
+def test_spec_warns_with_the_rule_location_at_the_callers_line() -> None:
+    with pytest.warns(AmbiguousFQLWarning, match=r"rules\[0\]\.when") as record:
         MappingSpec.from_dict(
             {
                 "rules": [
@@ -180,6 +180,7 @@ def test_spec_rewarns_with_the_rule_location() -> None:
                 ]
             }
         )
+    assert record[0].filename == __file__
 
 
 @pytest.mark.parametrize(

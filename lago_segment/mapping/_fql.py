@@ -31,6 +31,7 @@ __all__ = [
     "Condition",
     "FQLSyntaxError",
     "compile_fql",
+    "parse_fql",
     "js_string",
     "suggest",
 ]
@@ -215,6 +216,7 @@ class _Parser:
         self.pos = 0
         self.depth = 0
         self.grouped: set[int] = set()
+        self.ambiguous: list[str] = []
 
     def peek(self) -> _Token:
         return self.tokens[self.pos]
@@ -257,12 +259,10 @@ class _Parser:
             self.take()
             children.append(self.parse_and())
         if any(c.kind == "and" and id(c) not in self.grouped for c in children):
-            warnings.warn(
+            self.ambiguous.append(
                 f"FQL {self.text!r} mixes 'and' and 'or' without parentheses; it is read "
                 "as '(... and ...) or ...' ('and' binds tighter), unlike Segment, which "
-                "applies the last operator to the whole level. Add parentheses.",
-                AmbiguousFQLWarning,
-                stacklevel=2,
+                "applies the last operator to the whole level. Add parentheses."
             )
         return Condition(
             self.source(start, self.tokens[self.pos - 1].end),
@@ -494,10 +494,22 @@ def _glob(pattern: str) -> Callable[[str], bool]:
     return match
 
 
-def compile_fql(text: str) -> Condition:
-    """Parse and compile a trigger; raises :class:`FQLSyntaxError` with a column."""
+def parse_fql(text: str) -> tuple[Condition, list[str]]:
+    """Compile a trigger; also return why it is ambiguous (empty when it is not).
+
+    Raises :class:`FQLSyntaxError` with a column.
+    """
     if len(text) > MAX_FQL_LENGTH:
         raise FQLSyntaxError(MAX_FQL_LENGTH + 1, f"longer than {MAX_FQL_LENGTH} characters")
     if not text.strip():
         raise FQLSyntaxError(1, "empty trigger")
-    return _Parser(text).parse()
+    parser = _Parser(text)
+    return parser.parse(), parser.ambiguous
+
+
+def compile_fql(text: str) -> Condition:
+    """Compile a trigger, warning :class:`AmbiguousFQLWarning` where it is ambiguous."""
+    condition, ambiguous = parse_fql(text)
+    for message in ambiguous:
+        warnings.warn(message, AmbiguousFQLWarning, stacklevel=2)
+    return condition

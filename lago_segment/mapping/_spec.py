@@ -22,7 +22,7 @@ from lago_segment.lago import LagoEvent
 
 from ._directives import Compiler, Resolver, Unconvertible
 from ._explain import Explanation, FieldExplanation, RuleExplanation
-from ._fql import AmbiguousFQLWarning, Condition, FQLSyntaxError, compile_fql, suggest
+from ._fql import AmbiguousFQLWarning, Condition, FQLSyntaxError, parse_fql, suggest
 from ._paths import MISSING, show
 
 __all__ = ["MAX_PROPERTIES", "MAX_RULES", "MappingSpec", "Rule"]
@@ -326,8 +326,9 @@ class MappingSpec:
         for key in data:
             if key not in _SPEC_KEYS:
                 errors.append(f"{key}: unknown key{suggest(str(key), _SPEC_KEYS)}")
-        if data.get("version", 1) != 1:
-            errors.append(f"version: unsupported version {data['version']!r} (expected 1)")
+        version = data.get("version", 1)
+        if version != 1 or isinstance(version, bool):
+            errors.append(f"version: unsupported version {version!r} (expected 1)")
         raw_rules = data.get("rules")
         rules: list[Rule] = []
         if not isinstance(raw_rules, list) or not raw_rules:
@@ -557,14 +558,12 @@ def _compile_when(when: Any, loc: str, errors: list[str]) -> Condition | None:
     if not isinstance(when, str):
         errors.append(f"{loc}: must be an FQL string such as 'type = \"track\"'")
         return None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", AmbiguousFQLWarning)
-        try:
-            condition = compile_fql(when)
-        except FQLSyntaxError as exc:
-            errors.append(f"{loc}: {exc} in {when!r}")
-            return None
-    for w in caught:
-        # Re-warn at the caller, with the rule's location.
-        warnings.warn(f"{loc}: {w.message}", AmbiguousFQLWarning, stacklevel=4)
+    try:
+        condition, ambiguous = parse_fql(when)
+    except FQLSyntaxError as exc:
+        errors.append(f"{loc}: {exc} in {when!r}")
+        return None
+    for message in ambiguous:
+        # stacklevel: _compile_when < _compile_rule < from_dict < the caller.
+        warnings.warn(f"{loc}: {message}", AmbiguousFQLWarning, stacklevel=4)
     return condition
