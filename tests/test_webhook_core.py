@@ -227,6 +227,11 @@ def test_an_unsupported_type_is_answered_200_and_counted_not_reported() -> None:
     assert forwarder.events == forwarder.reported == []
 
 
+def test_a_supported_type_in_another_case_is_forwarded(forwarder: RecordingForwarder) -> None:
+    response = handle(body_of(track(type="Track")), {}, forwarder)
+    assert response.forwarded == 1
+
+
 @pytest.mark.parametrize(
     "item",
     [track(1, event=None), {"event": "no type"}, "a string", {"type": 7}],

@@ -46,9 +46,9 @@ METHODS = ("track", "identify", "group", "page", "screen", "alias")
 
 _lock = threading.Lock()
 _hooks: weakref.WeakKeyDictionary[object, _Hook] = weakref.WeakKeyDictionary()
-# The message most recently forwarded on this thread, and to which forwarders:
-# when the module and its default client are both instrumented, a call through
-# the module passes through two wrappers with the same msg object.
+# While a hooked call runs on this thread: its msg and the forwarders it has
+# reached. When the module and its default client are both instrumented, one
+# call passes through two wrappers with the same msg; each forwarder gets it once.
 _recent = threading.local()
 
 

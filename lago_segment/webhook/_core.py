@@ -276,7 +276,8 @@ def _forward_all(
     counts["received"] = len(items)
     for index, item in enumerate(items):
         kind = item.get("type") if isinstance(item, dict) else None
-        if isinstance(kind, str) and kind not in supported:
+        # parse_event dispatches case-insensitively ("Track" is a track).
+        if isinstance(kind, str) and kind.lower() not in supported:
             counts["unsupported"] += 1
             continue
         try:
