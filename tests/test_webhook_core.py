@@ -320,3 +320,12 @@ def test_without_any_callback_failures_are_logged(
         handle(body_of(track()), {}, forwarder)
     assert "no rule matched" in caplog.text
     assert "m1" in caplog.text
+
+
+def test_the_docstring_examples_run() -> None:
+    import doctest
+
+    from lago_segment.webhook import _core
+
+    result = doctest.testmod(_core)
+    assert (result.failed, result.attempted > 0) == (0, True)
