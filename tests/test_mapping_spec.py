@@ -357,6 +357,16 @@ def test_an_event_without_message_id_needs_an_explicit_transaction_id() -> None:
     assert spec.map(data)[0].transaction_id == "user-1-2024-05-01T12:00:00.250Z"
 
 
+def test_map_is_all_or_nothing_when_one_matching_rule_fails() -> None:
+    spec = spec_of(
+        rule(name="ok", when='type = "track"', code="tracks"),
+        rule(name="broken", external_subscription_id={"@path": "$.properties.absent"}),
+    )
+    with pytest.raises(MappingError) as info:
+        spec.map(API_CALL)
+    assert info.value.rule == "broken"
+
+
 # --- transaction ids with several rules ---------------------------------------
 
 

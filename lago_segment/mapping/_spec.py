@@ -388,7 +388,9 @@ class MappingSpec:
         event's effective timestamp. When several rules match, a rule without
         an explicit ``transaction_id`` gets ``"<messageId>:<rule name>"``.
         A matching rule that cannot build a valid Lago event raises
-        :class:`~lago_segment.MappingError` naming the rule, field and messageId.
+        :class:`~lago_segment.MappingError` naming the rule, field and messageId;
+        then none of the event's Lago events is returned (all or nothing, so a
+        replay after the fix yields the same ids for every rule).
         """
         parsed = event if isinstance(event, SegmentEvent) else parse_event(event)
         payload = parsed.payload
