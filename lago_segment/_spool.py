@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
-from ._forwarding import Item
+from ._forwarder_core import Item
 from .lago import LagoEvent
 
 __all__ = ["SpoolStore"]
@@ -92,7 +92,7 @@ def _connect(path: str, *, checkpoints: bool) -> sqlite3.Connection:
 
 
 class SpoolStore:
-    """A :class:`~lago_segment._forwarding.Store` kept in a SQLite file.
+    """A :class:`~lago_segment._forwarder_core.Store` kept in a SQLite file.
 
     ``max_events`` bounds the rows in the file (as this process counts them).
     ``retry_wait`` is the first wait before resending a batch whose transient

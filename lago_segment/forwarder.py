@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from ._forwarding import (
+from ._forwarder_core import (
     Core,
     ErrorCallback,
     ForwarderStats,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from forwarder_support import PERMANENT, TRANSIENT, lago
 
-from lago_segment._forwarding import Core, ForwardingError, Item, MemoryStore
+from lago_segment._forwarder_core import Core, ForwardingError, Item, MemoryStore
 from lago_segment._handlers import HandlerRetry
 from lago_segment.client import BatchResult, DeliveryFailure
 from lago_segment.lago import LagoEvent
