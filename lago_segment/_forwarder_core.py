@@ -41,6 +41,7 @@ __all__ = [
     "Stage",
     "Store",
     "log_error",
+    "message_id_of",
 ]
 
 logger = logging.getLogger("lago_segment")
@@ -262,7 +263,8 @@ def _segment_type(event: Any) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
-def _message_id(event: Any) -> str | None:
+def message_id_of(event: Any) -> str | None:
+    """The Segment messageId of a raw or parsed event, if it has one."""
     if isinstance(event, Mapping):
         mid = event.get("messageId")
         return mid if isinstance(mid, str) else None
@@ -376,7 +378,7 @@ class Core:
     def _map_one(
         self, event: SegmentEvent | Mapping[str, Any], *, with_handler: bool = True
     ) -> list[Item]:
-        message_id = _message_id(event)
+        message_id = message_id_of(event)
         kind = _segment_type(event)
         handler = self.handlers.get(kind) if (with_handler and kind is not None) else None
         try:

@@ -34,12 +34,20 @@ from ._forwarder_core import (
     Mapper,
     MemoryStore,
     OnFull,
+    Stage,
     Store,
     log_error,
+    message_id_of,
 )
 from ._handlers import Handler, HandlerRetry, Settings
 from ._spool import SpoolStore
-from .errors import ForwarderClosedError
+from .errors import (
+    ForwarderClosedError,
+    ForwarderError,
+    HandlerError,
+    InvalidEventPayload,
+    MappingError,
+)
 from .lago import LagoEvent
 
 if TYPE_CHECKING:
@@ -166,6 +174,26 @@ class _BaseForwarder:
                 return LagoEvent(...)
         """
         return self._core.on(call_type)
+
+    def report(self, error: Exception, event: SegmentEvent | Mapping[str, Any]) -> None:
+        """Hand an error about ``event`` to this forwarder's ``on_error`` callbacks.
+
+        For code that calls ``forward()`` on the forwarder's behalf (the webhook
+        receiver, the analytics-python hook) and caught what it raised; the
+        stage follows from the error: ``"mapping"`` for a malformed event or a
+        mapping error, ``"handler"``, ``"queue"`` for a full or closed forwarder,
+        else ``"delivery"``. Counters are not touched (``forward()`` did that).
+        """
+        stage: Stage
+        if isinstance(error, (InvalidEventPayload, MappingError)):
+            stage = "mapping"
+        elif isinstance(error, HandlerError):
+            stage = "handler"
+        elif isinstance(error, ForwarderError):
+            stage = "queue"
+        else:
+            stage = "delivery"
+        self._core.report(ForwardingError(error, stage, message_id_of(event), None, event))
 
     def _target(self) -> int:
         return self._core.stats().enqueued

@@ -270,3 +270,13 @@ def test_a_blocked_forward_proceeds_when_room_frees_up() -> None:
     fwd.forward(track(1))  # waits for m0 to be settled, then queues
     fwd.close()
     assert sender.stored == ["m0", "m1"]
+
+
+async def test_report_hands_a_callers_error_to_on_error_with_its_stage(
+    driver: Driver, sender: FakeSender, errors: list[ForwardingError]
+) -> None:
+    fwd = driver.make(sender, on_error=errors.append)
+    full = QueueFullError("full")
+    fwd.report(full, track(5))
+    await driver.close(fwd)
+    assert [(e.error, e.stage, e.message_id) for e in errors] == [(full, "queue", "m5")]
