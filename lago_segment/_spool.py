@@ -77,17 +77,14 @@ def _transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     db.execute("COMMIT")
 
 
-def _connect(path: str, *, checkpoints: bool) -> sqlite3.Connection:
+def _connect(path: str, *, auto_checkpoint: int) -> sqlite3.Connection:
     # Autocommit mode with explicit transactions; shared between threads under a lock.
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     db.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL mode: a committed row survives the process being killed
     # (SIGKILL); only an OS crash or power loss can lose the last commits.
     db.execute("PRAGMA synchronous=NORMAL")
-    if not checkpoints:
-        # WAL checkpoints happen on the sender's connection, not in forward(); but
-        # while the sender is stuck (Lago down) the callers still cap the WAL.
-        db.execute("PRAGMA wal_autocheckpoint=25000")
+    db.execute(f"PRAGMA wal_autocheckpoint={int(auto_checkpoint)}")
     return db
 
 
@@ -122,10 +119,16 @@ class SpoolStore:
         self._token = secrets.token_hex(8)
         self._owner = f"{os.getpid()}:{self._token}"
         _LIVE_TOKENS.add(self._token)
-        self._send_db = _connect(self.path, checkpoints=True)
+        # WAL checkpoints run on the sender's side, outside the write lock (see
+        # ack()); while the sender is stuck (Lago down) the callers still cap the WAL.
+        self._send_db = _connect(self.path, auto_checkpoint=0)
         self._send_db.executescript(_SCHEMA)
-        self._put_db = _connect(self.path, checkpoints=False)
-        self._put_lock = threading.Lock()  # guards _put_db
+        self._put_db = _connect(self.path, auto_checkpoint=25_000)
+        self._acks = 0
+        # SQLite lets one writer in at a time and makes the others sleep (1 ms and
+        # up) in its busy handler; serializing our own two writers on a lock
+        # turns that into a wait of one short transaction.
+        self._write_lock = threading.Lock()  # guards _put_db and every write
         self._send_lock = threading.Lock()  # guards _send_db and the sender's cursor
         self._count_lock = threading.Lock()  # guards the counters below
         self._cursor = 0  # highest row id handed out by take()
@@ -139,7 +142,7 @@ class SpoolStore:
         db = self._send_db
         owners = [row[0] for row in db.execute("SELECT DISTINCT owner FROM events")]
         gone = [o for o in owners if o != self._owner and _owner_gone(o)]
-        with _transaction(db):
+        with self._write_lock, _transaction(db):
             for owner in gone:
                 db.execute("UPDATE events SET owner = ? WHERE owner = ?", (self._owner, owner))
         self._mine = int(
@@ -156,7 +159,7 @@ class SpoolStore:
                 return False
             self._total += len(rows)  # reserve the room before writing
         try:
-            with self._put_lock, _transaction(self._put_db) as db:
+            with self._write_lock, _transaction(self._put_db) as db:
                 db.executemany(
                     "INSERT INTO events (owner, message_id, event) VALUES (?, ?, ?)", rows
                 )
@@ -190,8 +193,13 @@ class SpoolStore:
         if not items:
             return
         ids = [(i.row_id,) for i in items]
-        with self._send_lock, _transaction(self._send_db) as db:
-            db.executemany("DELETE FROM events WHERE id = ?", ids)
+        with self._send_lock:
+            with self._write_lock, _transaction(self._send_db) as db:
+                db.executemany("DELETE FROM events WHERE id = ?", ids)
+            self._acks += 1
+            if self._acks % 20 == 0:
+                # PASSIVE: copies what it can without blocking the callers' inserts.
+                self._send_db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         with self._count_lock:
             self._total -= len(ids)
             self._mine -= len(ids)
@@ -241,6 +249,6 @@ class SpoolStore:
 
     def close(self) -> None:
         self.release()
-        with self._put_lock, self._send_lock:
+        with self._send_lock, self._write_lock:
             self._put_db.close()
             self._send_db.close()
