@@ -294,14 +294,20 @@ def rejected_indices(details: Mapping[str, Any], size: int) -> dict[int, Mapping
     return rejected
 
 
+def _dumps(payload: dict[str, Any]) -> bytes:
+    # Compact, and no circularity check: we built the payload, it has no cycles
+    # (that check costs ~15% of serialization, the client's main CPU cost).
+    return json.dumps(payload, separators=(",", ":"), check_circular=False).encode()
+
+
 def event_body(event: LagoEvent) -> bytes:
     """The body of ``POST /api/v1/events``."""
-    return json.dumps({"event": event.to_dict()}, separators=(",", ":")).encode()
+    return _dumps({"event": event.to_dict()})
 
 
 def batch_body(dicts: Sequence[dict[str, Any]]) -> bytes:
     """The body of ``POST /api/v1/events/batch`` for already-rendered events."""
-    return json.dumps({"events": dicts}, separators=(",", ":")).encode()
+    return _dumps({"events": dicts})
 
 
 @attrs.frozen(slots=True)
@@ -576,7 +582,7 @@ class ClientCore:
         payload["external_subscription_id"] = external_subscription_id
         if "properties" in probe:
             payload["properties"] = probe["properties"]
-        body = json.dumps({"event": payload}, separators=(",", ":")).encode()
+        body = _dumps({"event": payload})
         outcome, _ = yield from self.call(Call(ESTIMATE_FEES_PATH, body))
         if isinstance(outcome, LagoTransportError):
             raise outcome

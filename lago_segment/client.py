@@ -121,6 +121,13 @@ class _BaseClient:
         )
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
 
+    def _request_options(self, http_client: object) -> dict[str, Any]:
+        # Our own pool carries the headers and timeout as defaults (cheaper per
+        # request); a client the user brought gets them on every request.
+        if http_client is None:
+            return {}
+        return {"headers": self._core.headers, "timeout": self._timeout}
+
     @property
     def api_url(self) -> str:
         """The Lago origin this client posts to (without ``/api/v1``)."""
@@ -173,15 +180,15 @@ class LagoClient(_BaseClient):
             max_batch_bytes=max_batch_bytes,
         )
         self._owns_http = http_client is None
-        self._http = http_client if http_client is not None else httpx.Client()
+        self._http = (
+            httpx.Client(headers=self._core.headers, timeout=self._timeout)
+            if http_client is None
+            else http_client
+        )
+        self._per_request = self._request_options(http_client)
 
     def _post(self, call: Call) -> httpx.Response:
-        return self._http.post(
-            self._core.url(call.path),
-            content=call.body,
-            headers=self._core.headers,
-            timeout=self._timeout,
-        )
+        return self._http.post(self._core.url(call.path), content=call.body, **self._per_request)
 
     def _run(self, flow: Flow[T]) -> T:
         return _drive(flow, self._post, self._core.policy.sleep or time.sleep)
@@ -271,15 +278,14 @@ class AsyncLagoClient(_BaseClient):
             max_batch_bytes=max_batch_bytes,
         )
         self._owns_http = http_client is None
-        self._http = http_client if http_client is not None else httpx.AsyncClient()
+        self._http = http_client or httpx.AsyncClient(
+            headers=self._core.headers, timeout=self._timeout
+        )
+        self._per_request = self._request_options(http_client)
 
     async def _post(self, call: Call) -> httpx.Response:
-        return await self._http.post(
-            self._core.url(call.path),
-            content=call.body,
-            headers=self._core.headers,
-            timeout=self._timeout,
-        )
+        url = self._core.url(call.path)
+        return await self._http.post(url, content=call.body, **self._per_request)
 
     async def _run(self, flow: Flow[T]) -> T:
         policy = self._core.policy
