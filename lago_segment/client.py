@@ -5,7 +5,7 @@ they only post bytes and sleep; batching, retries and the reading of Lago's
 answers are shared, so :class:`LagoClient` and :class:`AsyncLagoClient`
 behave identically.
 
->>> from lago_segment import LagoClient, LagoEvent
+>>> from lago_segment.client import LagoClient
 >>> with LagoClient("my-api-key") as lago:  # doctest: +SKIP
 ...     result = lago.send_batch(events)
 ...     for failure in result.failed:

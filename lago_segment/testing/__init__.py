@@ -5,7 +5,7 @@
 - :func:`set_testing`: make every client retry without waiting.
 
 >>> import httpx
->>> from lago_segment import LagoClient
+>>> from lago_segment.client import LagoClient
 >>> from lago_segment.testing import FakeLago
 >>> fake = FakeLago(api_key="test-key")
 >>> client = LagoClient(
