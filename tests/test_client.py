@@ -225,6 +225,18 @@ async def test_rate_limit_headers_reach_the_callback(
     assert seen == [RateLimitInfo(limit=500, remaining=499, reset=1.0)]
 
 
+async def test_a_failing_rate_limit_callback_is_logged_not_raised(
+    lago: Runner, respx_mock: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(_info: RateLimitInfo) -> None:
+        raise RuntimeError("observer bug")
+
+    headers = {"X-RateLimit-Remaining": "1"}
+    respx_mock.post(EVENT_URL).mock(return_value=httpx.Response(200, json={}, headers=headers))
+    await lago.run(lago.client(on_rate_limit=broken).send, make_event())
+    assert "on_rate_limit callback failed" in caplog.text
+
+
 async def test_send_batch_reports_exhausted_retries_as_not_permanent(
     lago: Runner, respx_mock: respx.MockRouter
 ) -> None:
