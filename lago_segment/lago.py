@@ -180,6 +180,12 @@ class LagoEvent:
         default=None, converter=_check_amount
     )
     """For dynamic pricing: the exact amount, in cents, as a decimal."""
+    _has_decimal: bool = attrs.field(init=False, eq=False, repr=False)
+
+    @_has_decimal.default
+    def _any_decimal_property(self) -> bool:
+        # Decided once here so to_dict() can copy the properties at C speed.
+        return any(isinstance(v, Decimal) for v in self.properties.values())
 
     def __attrs_post_init__(self) -> None:
         # One method instead of a converter per field: constructing events is
@@ -202,14 +208,21 @@ class LagoEvent:
         ``properties`` only when there are any, ``precise_total_amount_cents``
         as a string only when set.
         """
+        timestamp = self.timestamp
         body: dict[str, Any] = {
             "transaction_id": self.transaction_id,
             "external_subscription_id": self.external_subscription_id,
             "code": self.code,
-            "timestamp": unix_seconds(self.timestamp),
+            # Whole Unix seconds are by far the most common: skip the call.
+            "timestamp": timestamp if type(timestamp) is int else unix_seconds(timestamp),
         }
-        if self.properties:
-            body["properties"] = {k: _render_property(v) for k, v in self.properties.items()}
+        properties = self.properties
+        if properties:
+            body["properties"] = (
+                {k: _render_property(v) for k, v in properties.items()}
+                if self._has_decimal
+                else dict(properties)
+            )
         if self.precise_total_amount_cents is not None:
             body["precise_total_amount_cents"] = str(self.precise_total_amount_cents)
         return body
