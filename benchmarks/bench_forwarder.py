@@ -149,8 +149,16 @@ def bench_latency() -> list[Result]:
     theirs = _latencies(track, segment_events)
     analytics.shutdown()
 
+    mapping_only = _latencies(spec.map, segment_events)
     their_p50 = percentile(theirs, 50)
     return [
+        Result(
+            f"spec.map() alone p99 ({tag})",
+            percentile(mapping_only, 99),
+            "µs",
+            "analytics track p50",
+            their_p50,
+        ),
         Result(
             f"forward() p50 ({tag})", percentile(ours, 50), "µs", "analytics track p50", their_p50
         ),
@@ -169,28 +177,29 @@ def bench_latency() -> list[Result]:
 def bench_spool_latency(
     spec: Mapper, events: list[dict[str, Any]], their_p50: float
 ) -> list[Result]:
+    """Spool mode, with the sender busy (a no-op Lago: it competes for the GIL all
+    the time) and idle (Lago stuck: forward() alone)."""
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        forwarder = Forwarder(
-            _NoOpClient(), spec=spec, spool=Path(tmp) / "spool.db", flush_at_exit=False
-        )
-        samples = _latencies(forwarder.forward, with_ids(events, LATENCY_CALLS // 4))
-        forwarder.close()
-    return [
-        Result(
-            "forward() p50, spool mode",
-            percentile(samples, 50),
-            "µs",
-            "analytics track p50",
-            their_p50,
-        ),
-        Result(
-            "forward() p99, spool mode",
-            percentile(samples, 99),
-            "µs",
-            "analytics track p50",
-            their_p50,
-        ),
-    ]
+        for label, client in (("sender busy", _NoOpClient()), ("sender idle", _StuckClient())):
+            forwarder = Forwarder(
+                client, spec=spec, spool=Path(tmp) / f"{label}.db", flush_at_exit=False
+            )
+            samples = _latencies(forwarder.forward, with_ids(events, LATENCY_CALLS // 4))
+            if isinstance(client, _StuckClient):
+                client.release.set()
+            forwarder.close(timeout=None if isinstance(client, _NoOpClient) else 0)
+            for pct in (50, 99):
+                rows.append(
+                    Result(
+                        f"forward() p{pct}, spool, {label}",
+                        percentile(samples, pct),
+                        "µs",
+                        "analytics track p50",
+                        their_p50,
+                    )
+                )
+    return rows
 
 
 def bench_end_to_end() -> list[Result]:

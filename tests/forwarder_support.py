@@ -189,17 +189,3 @@ class LoopbackLago:
         self.release.set()
         self._server.shutdown()
         self._server.server_close()
-
-
-class PostingClient:
-    """A minimal sync client for :class:`LoopbackLago` (POST /api/v1/events/batch)."""
-
-    def __init__(self, url: str) -> None:
-        import httpx
-
-        self._http = httpx.Client(base_url=url, timeout=30)
-
-    def send_batch(self, events: Iterable[LagoEvent]) -> BatchResult:
-        batch = tuple(events)
-        self._http.post("/api/v1/events/batch", json={"events": [e.to_dict() for e in batch]})
-        return BatchResult(delivered=batch)

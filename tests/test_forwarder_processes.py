@@ -12,8 +12,9 @@ import warnings
 from pathlib import Path
 
 import pytest
-from forwarder_support import Driver, FakeSender, LoopbackLago, PostingClient, TinySpec, track
+from forwarder_support import Driver, FakeSender, LoopbackLago, TinySpec, track
 
+from lago_segment.client import LagoClient
 from lago_segment.forwarder import AsyncForwarder, Forwarder
 
 TESTS = Path(__file__).resolve().parent
@@ -27,11 +28,13 @@ def child_env() -> dict[str, str]:
 
 SIGKILL_CHILD = """
 import sys
-from forwarder_support import PostingClient, TinySpec, track
+from forwarder_support import TinySpec, track
+from lago_segment.client import LagoClient
 from lago_segment.forwarder import Forwarder
 
 url, spool, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-fwd = Forwarder(PostingClient(url), spec=TinySpec(), spool=spool, batch_size=10,
+client = LagoClient("key", api_url=url, allow_insecure_http=True)
+fwd = Forwarder(client, spec=TinySpec(), spool=spool, batch_size=10,
                 flush_interval=0.01, atexit_timeout=None)
 for i in range(n):
     fwd.forward(track(i))
@@ -61,7 +64,8 @@ def test_a_spool_delivers_everything_exactly_once_after_sigkill(tmp_path: Path) 
         lago.release.set()
         assert len(lago.stored) < n  # the kill did interrupt delivery
 
-        with Forwarder(PostingClient(lago.url), spool=spool, flush_at_exit=False) as fwd:
+        client = LagoClient("key", api_url=lago.url, allow_insecure_http=True)
+        with client, Forwarder(client, spool=spool, flush_at_exit=False) as fwd:
             assert fwd.stats.enqueued > 0
         assert sorted(lago.stored) == sorted(f"m{i}" for i in range(n))
         resent = [tx for tx, times in lago.stored.items() if times > 1]
