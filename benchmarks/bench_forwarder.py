@@ -204,9 +204,9 @@ def bench_spool_latency(
 
 def bench_end_to_end() -> list[Result]:
     try:
-        from lago_segment.client import LagoClient  # type: ignore[attr-defined]
+        from lago_segment.client import LagoClient
 
-        from ._endpoint import local_endpoint, raw_floor_events_per_s  # type: ignore[import-not-found]
+        from ._endpoint import local_endpoint, raw_floor_events_per_s
     except ImportError:
         return []
     spec, events, _ = load_spec_and_events()

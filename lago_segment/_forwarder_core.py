@@ -407,7 +407,6 @@ class Core:
         if not events:
             self.count(skipped=1)
             return []
-        self.count(mapped=len(events))
         return [Item(e, message_id, event) for e in events]
 
     def _map_batch(self, payload: Mapping[str, Any]) -> list[Item]:
@@ -434,7 +433,6 @@ class Core:
                 assert outcome.error is not None
                 self._reject("handler", outcome.error, None, payload)
             elif outcome.kind == "events" and outcome.events:
-                self.count(mapped=len(outcome.events))
                 items.extend(Item(e, None, payload) for e in outcome.events)
         return items
 
@@ -452,7 +450,7 @@ class Core:
             f"the forwarder's queue is full ({self.store.depth()} events held); "
             f"{len(items)} Lago event(s) not taken"
         )
-        self.count(dropped=len(items))
+        self.count(mapped=len(items), dropped=len(items))
         if self.on_full != "drop":
             raise error
         for item in items:
@@ -475,8 +473,8 @@ class Core:
         return self.store.retry_delay() or interval
 
     def accepted(self, items: Sequence[Item]) -> None:
-        """``items`` are in the store."""
-        self.count(enqueued=len(items))
+        """``items`` (what :meth:`map` returned) are in the store."""
+        self.count(mapped=len(items), enqueued=len(items))
 
     # -- the sender's side ----------------------------------------------------------------
 

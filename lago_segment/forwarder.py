@@ -302,6 +302,7 @@ class Forwarder(_BaseForwarder):
         self._urgent = 0
         self._stopping = False
         self._settled = 0
+        self._idle = False
 
     def forward(self, event: SegmentEvent | Mapping[str, Any]) -> None:
         """Map ``event`` (a :class:`~lago_segment.events.SegmentEvent` or a raw Segment
@@ -326,7 +327,9 @@ class Forwarder(_BaseForwarder):
                 return
         self._core.accepted(items)
         self._ensure_sender()
-        if store.ready() >= self._core.batch_size:
+        # Wake the sender only when it sleeps and a batch is full (it wakes by
+        # itself at the flush interval): no lock on forward()'s usual path.
+        if self._idle and store.ready() >= self._core.batch_size:
             with self._cond:
                 self._cond.notify_all()
 
@@ -362,7 +365,9 @@ class Forwarder(_BaseForwarder):
                         break
                     if not core.store.ready():
                         deadline = now + wait
+                    self._idle = True
                     self._cond.wait(wait)
+                    self._idle = False
                 if self._stopping:
                     return
             items = core.store.take(core.batch_size)
