@@ -489,11 +489,13 @@ class Core:
             # The client contract says send_batch never raises; a custom or broken
             # client might. Treat it as a transient failure of the whole batch.
             failures: list[tuple[Item, BaseException, bool]] = [(i, result, False) for i in items]
-            delivered: list[Item] = []
-            duplicates = 0
-            retries = 0
+            delivered = duplicates = retries = 0
         else:
-            delivered, duplicates, failures = _match(items, result)
+            # Only failures need their items back (for the report); the client's
+            # contract puts every other event in delivered or duplicates.
+            failures = _match_failures(items, result) if result.failed else []
+            duplicates = len(result.duplicates)
+            delivered = len(result.delivered) + duplicates
             retries = result.retries
         transient = [i for i, _, permanent in failures if not permanent]
         kept = bool(transient) and self.store.retry_later(transient)
@@ -501,7 +503,7 @@ class Core:
         done = [i for i in items if id(i) not in kept_ids]
         self.store.ack(done)
         self.count(
-            delivered=len(delivered),
+            delivered=delivered,
             duplicates=duplicates,
             failed=len(failures) - len(kept_ids),
             retried=retries + (1 if kept else 0),
@@ -520,10 +522,10 @@ class Core:
         return len(done)
 
 
-def _match(
+def _match_failures(
     items: Sequence[Item], result: BatchResult
-) -> tuple[list[Item], int, list[tuple[Item, BaseException, bool]]]:
-    """Pair the events of a :class:`BatchResult` with the queued items they came from."""
+) -> list[tuple[Item, BaseException, bool]]:
+    """Pair each failure of a :class:`BatchResult` with the queued item it came from."""
     by_id: dict[int, Item] = {id(i.event): i for i in items}
     by_key: dict[tuple[str, str], list[Item]] = {}
     for i in items:
@@ -539,9 +541,4 @@ def _match(
         seen.add(id(item))
         return item
 
-    delivered = [find(e) for e in result.delivered]
-    delivered += [find(e) for e in result.duplicates]
-    failures: list[tuple[Item, BaseException, bool]] = [
-        (find(f.event), f.error, f.permanent) for f in result.failed
-    ]
-    return delivered, len(result.duplicates), failures
+    return [(find(f.event), f.error, f.permanent) for f in result.failed]
