@@ -6,12 +6,14 @@ positions for error messages and checkpoints) are testable with plain calls.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import json
 import os
 import sys
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, Protocol, cast
 
 import attrs
 
@@ -39,6 +41,15 @@ class Item:
     error: InvalidEventPayload | InvalidLagoEvent | None = None
 
 
+class _Stream(Protocol):
+    """What reading needs: a binary file that can peek (BufferedReader, GzipFile)."""
+
+    def peek(self, size: int, /) -> bytes: ...
+    def read(self, size: int = -1, /) -> bytes: ...
+    def __iter__(self) -> Iterator[bytes]: ...
+    def close(self) -> None: ...
+
+
 @attrs.define
 class Source:
     """An open input: a path (``.gz`` transparently), or ``-`` for stdin.
@@ -49,18 +60,19 @@ class Source:
     """
 
     name: str
-    stream: IO[bytes]
+    stream: _Stream
     size: int | None
     _raw: IO[bytes]
-    _closers: list[IO[bytes]] = attrs.field(factory=list)
+    _closers: list[_Stream] = attrs.field(factory=list)
+    _consumed: int = 0
 
     @property
     def consumed(self) -> int:
         """Bytes of the file on disk read so far (compressed bytes for ``.gz``)."""
-        try:
-            return self._raw.tell()
-        except (OSError, ValueError):  # a pipe, or closed
-            return 0
+        # A pipe cannot tell; a closed file keeps its last count.
+        with contextlib.suppress(OSError, ValueError):
+            self._consumed = self._raw.tell()
+        return self._consumed
 
     def close(self) -> None:
         """Close what :func:`open_source` opened (never stdin)."""
@@ -94,7 +106,7 @@ class Source:
         parse_line: Any,
         parse_batch_file: Any,
     ) -> Iterator[Item]:
-        first = self.stream.peek(64).lstrip()[:1] if hasattr(self.stream, "peek") else b""
+        first = self.stream.peek(64).lstrip()[:1]
         if parse_batch_file is not None and first == b"[":
             yield from parse_batch_file(self.stream.read(), self.name)
             return
@@ -173,25 +185,19 @@ def open_source(name: str) -> Source:
     Raises :class:`OSError` when the file cannot be opened.
     """
     if name == "-":
-        stdin = sys.stdin.buffer
-        stream: IO[bytes] = stdin if hasattr(stdin, "peek") else _buffered(stdin)
-        if stream.peek(2)[:2] == _GZIP_MAGIC:
-            stream = _buffered(gzip.GzipFile(fileobj=stream, mode="rb"))
-        return Source("<stdin>", stream, None, stdin)
-    raw = open(name, "rb")  # noqa: SIM115 - closed by Source.close
-    size = os.fstat(raw.fileno()).st_size
-    closers: list[IO[bytes]] = [raw]
-    stream = raw
+        # sys.stdin.buffer is a BufferedReader (it can peek) unless replaced.
+        raw = cast("io.BufferedReader", sys.stdin.buffer)
+        size = None
+        closers: list[_Stream] = []
+    else:
+        raw = open(name, "rb")  # noqa: SIM115 - closed by Source.close
+        size = os.fstat(raw.fileno()).st_size
+        closers = [raw]
+    stream: _Stream = raw
     if name.endswith(".gz") or raw.peek(2)[:2] == _GZIP_MAGIC:
-        stream = _buffered(gzip.GzipFile(fileobj=raw, mode="rb"))
+        stream = gzip.GzipFile(fileobj=raw, mode="rb")
         closers.append(stream)
-    return Source(name, stream, size, raw, closers)
-
-
-def _buffered(f: IO[bytes]) -> IO[bytes]:
-    import io
-
-    return io.BufferedReader(f)  # type: ignore[arg-type]
+    return Source("<stdin>" if name == "-" else name, stream, size, raw, closers)
 
 
 def read_event_argument(argument: str) -> SegmentEvent:

@@ -64,8 +64,8 @@ def _load_spec(path: str) -> MappingSpec | None:
     except OSError as exc:
         raise _UsageError(f"cannot read spec {path}: {exc.strerror or exc}") from None
     except MappingError as exc:
-        for error in exc.errors:
-            _err(f"{path}: {error}")
+        for error in exc.errors:  # each names its file and location
+            _err(error)
         count = len(exc.errors)
         _err(f"{path}: {count} error{'s' if count != 1 else ''}")
         return None
@@ -107,8 +107,7 @@ def _map_item(spec: MappingSpec | None, item: Item, tally: Tally) -> list[LagoEv
         events = spec.map(item.value)
     except (MappingError, InvalidLagoEvent) as exc:
         tally.invalid += 1
-        rule = getattr(exc, "rule", None)
-        _err(f"{item.where}: mapping failed{f' in rule {rule!r}' if rule else ''}: {exc}")
+        _err(f"{item.where}: mapping failed: {exc}")
         return []
     if events:
         tally.matched += 1
@@ -214,6 +213,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         start = checkpoint.load() if (args.resume and checkpoint is not None) else 0
     except ValueError as exc:
         raise _UsageError(str(exc)) from None
+    if start:
+        _err(f"resuming after input position {start} (from {checkpoint_path})")
 
     loaded = _load_spec(spec) if spec is not None else None
     if spec is not None and loaded is None:

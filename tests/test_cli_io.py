@@ -36,7 +36,8 @@ def test_json_lines_keep_their_line_numbers_past_blank_and_bad_lines(tmp_path: P
     got = items(path)
     assert [(i.position, i.error is None) for i in got] == [(1, True), (3, False), (4, True)]
     assert got[1].where == f"{path}:3"
-    assert got[1].error is not None and got[1].error.line == 3
+    assert got[1].error is not None
+    assert got[1].error.line == 3
 
 
 @pytest.mark.parametrize("name", ["events.jsonl.gz", "events.data"])
@@ -104,7 +105,7 @@ def test_an_event_argument_of_dash_reads_stdin(monkeypatch: pytest.MonkeyPatch) 
 def test_a_bad_event_file_is_named_in_the_error(tmp_path: Path) -> None:
     path = tmp_path / "event.json"
     path.write_text('{"type": "track"}')
-    with pytest.raises(InvalidEventPayload, match="event.json"):
+    with pytest.raises(InvalidEventPayload, match=r"event\.json"):
         read_event_argument(str(path))
 
 
@@ -117,7 +118,7 @@ def test_a_checkpoint_round_trips(tmp_path: Path) -> None:
 
 def test_a_checkpoint_of_another_input_is_refused(tmp_path: Path) -> None:
     Checkpoint(str(tmp_path / "cp"), "/data/a.jsonl").save(7)
-    with pytest.raises(ValueError, match="is for '/data/a.jsonl'"):
+    with pytest.raises(ValueError, match=r"is for '/data/a\.jsonl'"):
         Checkpoint(str(tmp_path / "cp"), "/data/b.jsonl").load()
 
 

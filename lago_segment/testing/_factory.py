@@ -60,7 +60,7 @@ class SegmentEventFactory:
         self._random = random.Random(seed)
         self._count = 0
 
-    def __call__(self, type: str = "track", **overrides: Any) -> dict[str, Any]:  # noqa: A002
+    def __call__(self, type: str = "track", **overrides: Any) -> dict[str, Any]:
         """Build the next message of ``type`` with ``overrides`` applied."""
         if type not in _TYPES:
             raise ValueError(f"type must be one of {', '.join(_TYPES)}, not {type!r}")
@@ -93,7 +93,7 @@ class SegmentEventFactory:
                 message[wire] = value
         return message
 
-    def batch(self, count: int, type: str = "track", **overrides: Any) -> list[dict[str, Any]]:  # noqa: A002
+    def batch(self, count: int, type: str = "track", **overrides: Any) -> list[dict[str, Any]]:
         """``count`` messages of one type, each with the same overrides."""
         return [self(type, **overrides) for _ in range(count)]
 

@@ -132,6 +132,7 @@ class FakeLagoFixture:
         checks to the matching events. With neither ``transaction_ids`` nor
         ``count``, at least one event must match.
         """
+        __tracebackhide__ = True  # pytest shows the failing test's line, not this one
         events = self.stored(**fields)
         ids = [e["transaction_id"] for e in events]
         where = f" matching {fields}" if fields else ""
@@ -150,6 +151,7 @@ class FakeLagoFixture:
 
     def assert_nothing_stored(self) -> None:
         """Assert the fake stored no event at all."""
+        __tracebackhide__ = True
         ids = self.fake.stored_transaction_ids()
         assert not ids, f"FakeLago stored {len(ids)} events: {ids}"
 
