@@ -34,14 +34,31 @@ from .errors import (
     RetryError,
     ValidationError,
 )
+from .events import (
+    Alias,
+    Delete,
+    Group,
+    Identify,
+    Page,
+    Screen,
+    SegmentEvent,
+    Track,
+    iter_events,
+    parse_batch,
+    parse_event,
+)
 from .lago import LagoEvent
 
 __all__ = [
+    "Alias",
+    "Delete",
     "DropEvent",
     "EventNotSupported",
     "ForwarderClosedError",
     "ForwarderError",
+    "Group",
     "HandlerError",
+    "Identify",
     "InvalidEventPayload",
     "InvalidLagoEvent",
     "LagoAPIError",
@@ -56,8 +73,15 @@ __all__ = [
     "LagoTransportError",
     "LagoValidationError",
     "MappingError",
+    "Page",
     "QueueFullError",
     "RetryError",
+    "Screen",
+    "SegmentEvent",
+    "Track",
     "ValidationError",
+    "iter_events",
+    "parse_batch",
+    "parse_event",
     "__version__",
 ]

@@ -1,0 +1,86 @@
+"""The WSGI (PEP 3333) adapter: no framework, just the protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from typing import IO, Any
+
+from lago_segment._forwarding import ErrorCallback, SupportsForward
+from lago_segment.webhook._core import DEFAULT_MAX_BODY_BYTES, Endpoint, WebhookResponse, _respond
+
+__all__ = ["WSGIApp", "wsgi_app"]
+
+StartResponse = Callable[..., Any]
+_CHUNK = 64 * 1024
+
+
+class WSGIApp:
+    """A WSGI application receiving Segment's webhooks; build it with :func:`wsgi_app`."""
+
+    __slots__ = ("endpoint",)
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        """The configuration (its repr masks the secret)."""
+
+    def __repr__(self) -> str:
+        return f"WSGIApp({self.endpoint!r})"
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        length = environ.get("CONTENT_LENGTH") or None
+        response = self.endpoint.precheck(
+            environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), length
+        )
+        if response is None:
+            response = self._read_and_handle(environ, length)
+        status = f"{response.status} {HTTPStatus(response.status).phrase}"
+        start_response(status, list(response.headers))
+        return [response.body]
+
+    def _read_and_handle(self, environ: dict[str, Any], length: str | None) -> WebhookResponse:
+        stream: IO[bytes] = environ["wsgi.input"]
+        limit = self.endpoint.max_body_bytes
+        if length is not None:
+            # PEP 3333: never read past Content-Length (precheck made it <= limit).
+            remaining = int(length)
+        elif environ.get("wsgi.input_terminated"):
+            remaining = limit + 1
+        else:
+            return _respond(411, "Content-Length required")
+        body = bytearray()
+        while remaining > 0:
+            chunk = stream.read(min(_CHUNK, remaining))
+            if not chunk:
+                break
+            body += chunk
+            remaining -= len(chunk)
+        if len(body) > limit:
+            return self.endpoint.too_large()
+        headers = {
+            key[5:].replace("_", "-"): value
+            for key, value in environ.items()
+            if key.startswith("HTTP_")
+        }
+        return self.endpoint.handle(bytes(body), headers)
+
+
+def wsgi_app(
+    forwarder: SupportsForward,
+    *,
+    secret: str | None = None,
+    path: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    on_error: ErrorCallback | None = None,
+) -> WSGIApp:
+    """A WSGI (PEP 3333) app that forwards what Segment's Webhooks destination POSTs.
+
+    Serve it with any WSGI server (gunicorn, uWSGI, ``wsgiref``) or mount it
+    beside a Flask/Django app (e.g. werkzeug's ``DispatcherMiddleware``).
+    ``path``, when given, is the only ``PATH_INFO`` answered (404 elsewhere).
+    Only POST is accepted (405 otherwise); a ``Content-Length`` over
+    ``max_body_bytes`` is answered 413 without reading the body, and a body
+    without ``Content-Length`` needs a server that sets
+    ``wsgi.input_terminated`` (411 otherwise). See :func:`handle` for the rest.
+    """
+    return WSGIApp(Endpoint(forwarder, secret, path, max_body_bytes, on_error))

@@ -1,0 +1,269 @@
+"""The ASGI and WSGI adapters: through real HTTP on loopback, and at the protocol level."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import httpx
+import pytest
+import uvicorn
+from _fake_forwarder import RecordingForwarder
+
+from lago_segment.webhook import ASGIApp, WSGIApp, asgi_app, sign, wsgi_app
+
+SECRET = "whsec-adapters-2718"
+PATH = "/segment"
+LIMIT = 4096
+EVENT = {"type": "track", "event": "API Call", "userId": "u1", "messageId": "m1"}
+
+
+def stringify(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class _UvicornServer(uvicorn.Server):
+    """Tells a waiting test the moment it is listening (no polling)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
+
+
+def serve_asgi(app: ASGIApp) -> Iterator[str]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = _UvicornServer(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
+    thread.start()
+    assert server.ready.wait(10), "uvicorn did not start"
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join()
+    sock.close()
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def serve_wsgi(app: WSGIApp) -> Iterator[str]:
+    server = make_server("127.0.0.1", 0, app, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
+    server.server_close()
+
+
+SERVERS: dict[str, tuple[Callable[..., Any], Callable[[Any], Iterator[str]]]] = {
+    "asgi": (asgi_app, serve_asgi),
+    "wsgi": (wsgi_app, serve_wsgi),
+}
+
+
+@pytest.fixture(params=SERVERS)
+def url(request: pytest.FixtureRequest, forwarder: RecordingForwarder) -> Iterator[str]:
+    """The URL of the webhook endpoint, served by uvicorn (ASGI) or wsgiref (WSGI)."""
+    build, serve = SERVERS[request.param]
+    app = build(forwarder, secret=SECRET, path=PATH, max_body_bytes=LIMIT)
+    for base in serve(app):
+        yield base + PATH
+
+
+def post(url: str, body: bytes, **headers: str) -> httpx.Response:
+    return httpx.post(url, content=body, headers={"User-Agent": "Segment.io/1.0", **headers})
+
+
+def test_a_signed_event_is_forwarded(url: str, forwarder: RecordingForwarder) -> None:
+    body = stringify(EVENT)
+    response = post(url, body, **{"X-Signature": sign(body, SECRET)})
+    assert response.status_code == 200
+    assert response.json()["forwarded"] == 1
+    assert [e.message_id for e in forwarder.events] == ["m1"]
+
+
+def test_a_signed_batch_is_forwarded(url: str, forwarder: RecordingForwarder) -> None:
+    second = {**EVENT, "messageId": "m2", "properties": {"city": "Zürich"}}
+    body = stringify([EVENT, second])
+    response = post(url, body, **{"X-Signature": sign(stringify(EVENT), SECRET)})
+    assert response.status_code == 200
+    assert [e.message_id for e in forwarder.events] == ["m1", "m2"]
+
+
+def test_a_bad_signature_is_unauthorized(url: str, forwarder: RecordingForwarder) -> None:
+    response = post(url, stringify(EVENT), **{"X-Signature": "0" * 40})
+    assert response.status_code == 401
+    assert forwarder.events == []
+
+
+def test_only_post_is_allowed(url: str) -> None:
+    response = httpx.get(url)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "POST"
+
+
+def test_another_path_is_not_found(url: str) -> None:
+    assert post(url + "/other", stringify(EVENT)).status_code == 404
+
+
+def test_a_declared_length_over_the_limit_is_too_large(
+    url: str, forwarder: RecordingForwarder
+) -> None:
+    body = stringify([EVENT] * 100)
+    assert len(body) > LIMIT
+    response = post(url, body, **{"X-Signature": sign(body, SECRET)})
+    assert response.status_code == 413
+    assert forwarder.events == []
+
+
+def test_a_transient_failure_is_a_500(url: str, forwarder: RecordingForwarder) -> None:
+    forwarder.raises = RuntimeError("queue gone")
+    body = stringify(EVENT)
+    response = post(url, body, **{"X-Signature": sign(body, SECRET)})
+    assert response.status_code == 500
+    assert "queue gone" not in response.text
+
+
+# --- the ASGI protocol, without a server ---------------------------------------------
+
+
+def run_asgi(
+    app: ASGIApp, messages: list[dict[str, Any]], *, length: int | None = None
+) -> tuple[list[dict[str, Any]], int]:
+    """Run one HTTP request through ``app``; return what it sent and how many messages it read."""
+    headers = [] if length is None else [(b"content-length", str(length).encode())]
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": headers}
+    inbox = iter(messages)
+    read = 0
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal read
+        read += 1
+        return next(inbox)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent, read
+
+
+def chunks(*parts: bytes) -> list[dict[str, Any]]:
+    return [
+        {"type": "http.request", "body": part, "more_body": i < len(parts) - 1}
+        for i, part in enumerate(parts)
+    ]
+
+
+def test_asgi_stops_reading_a_streamed_body_past_the_limit(
+    forwarder: RecordingForwarder,
+) -> None:
+    app = asgi_app(forwarder, max_body_bytes=10)
+    sent, read = run_asgi(app, chunks(b"x" * 6, b"x" * 6, b"x" * 6, b"x" * 6))
+    assert sent[0]["status"] == 413
+    assert read == 2
+
+
+def test_asgi_answers_a_declared_length_over_the_limit_without_reading(
+    forwarder: RecordingForwarder,
+) -> None:
+    sent, read = run_asgi(asgi_app(forwarder, max_body_bytes=10), chunks(b"x"), length=11)
+    assert (sent[0]["status"], read) == (413, 0)
+
+
+def test_asgi_assembles_a_body_sent_in_chunks(forwarder: RecordingForwarder) -> None:
+    body = stringify(EVENT)
+    sent, _ = run_asgi(asgi_app(forwarder), chunks(body[:5], body[5:]))
+    assert sent[0]["status"] == 200
+    assert len(forwarder.events) == 1
+
+
+def test_asgi_sends_nothing_when_the_client_disconnects(forwarder: RecordingForwarder) -> None:
+    sent, _ = run_asgi(asgi_app(forwarder), [*chunks(b"{", b"}")[:1], {"type": "http.disconnect"}])
+    assert sent == []
+    assert forwarder.events == []
+
+
+def test_asgi_completes_the_lifespan_protocol(forwarder: RecordingForwarder) -> None:
+    inbox = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(inbox)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(asgi_app(forwarder)({"type": "lifespan"}, receive, send))
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+# --- the WSGI protocol, without a server ---------------------------------------------
+
+
+class CountingInput(io.BytesIO):
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.reads = 0
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        self.reads += 1
+        return super().read(size)
+
+
+def run_wsgi(app: WSGIApp, body: bytes, **environ: Any) -> tuple[str, bytes, CountingInput]:
+    stream = CountingInput(body)
+    env = {"REQUEST_METHOD": "POST", "PATH_INFO": "/", "wsgi.input": stream, **environ}
+    statuses: list[str] = []
+    out = b"".join(app(env, lambda status, headers: statuses.append(status)))
+    return statuses[0], out, stream
+
+
+def test_wsgi_answers_a_declared_length_over_the_limit_without_reading(
+    forwarder: RecordingForwarder,
+) -> None:
+    status, _, stream = run_wsgi(
+        wsgi_app(forwarder, max_body_bytes=10), b"x" * 11, CONTENT_LENGTH="11"
+    )
+    assert status.startswith("413")
+    assert stream.reads == 0
+
+
+def test_wsgi_stops_reading_an_unsized_body_past_the_limit(
+    forwarder: RecordingForwarder,
+) -> None:
+    app = wsgi_app(forwarder, max_body_bytes=10)
+    status, _, stream = run_wsgi(app, b"x" * 100_000, **{"wsgi.input_terminated": True})
+    assert status.startswith("413")
+    assert stream.tell() == 11
+
+
+def test_wsgi_requires_a_length_when_the_server_cannot_end_the_body(
+    forwarder: RecordingForwarder,
+) -> None:
+    status, _, stream = run_wsgi(wsgi_app(forwarder), stringify(EVENT))
+    assert status.startswith("411")
+    assert stream.reads == 0
+
+
+def test_wsgi_reads_no_further_than_content_length(forwarder: RecordingForwarder) -> None:
+    body = stringify(EVENT)
+    status, _, stream = run_wsgi(
+        wsgi_app(forwarder), body + b"garbage", CONTENT_LENGTH=str(len(body))
+    )
+    assert status == "200 OK"
+    assert stream.tell() == len(body)
