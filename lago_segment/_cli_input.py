@@ -11,8 +11,9 @@ import gzip
 import io
 import json
 import os
+import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any, Protocol, cast
 
 import attrs
@@ -103,8 +104,8 @@ class Source:
 
     def _items(
         self,
-        parse_line: Any,
-        parse_batch_file: Any,
+        parse_line: Callable[[int, bytes, str], Item],
+        parse_batch_file: Callable[[bytes, str], Iterator[Item]] | None,
     ) -> Iterator[Item]:
         first = self.stream.peek(64).lstrip()[:1]
         if parse_batch_file is not None and first == b"[":
@@ -121,12 +122,19 @@ class Source:
             yield parse_line(number, line, self.name)
 
 
+_BATCH_OPENING = re.compile(rb'\s*\{\s*(?:"batch"\s*:.*)?')
+
+
 def _is_batch_start(line: bytes) -> bool:
-    """A batch file's first line: a whole ``{"batch": ...}`` object, or an unfinished one."""
+    """A batch file's first line: a whole ``{"batch": ...}`` object, or the opening of one.
+
+    The opening of a pretty-printed document is a lone ``{`` or ``{"batch": [``;
+    any other line that is not JSON is a bad first line of a JSON-lines file.
+    """
     try:
         data = json.loads(line)
     except ValueError:
-        return True  # a pretty-printed document, not one message per line
+        return _BATCH_OPENING.fullmatch(line.strip()) is not None
     return isinstance(data, dict) and "batch" in data
 
 

@@ -22,12 +22,12 @@ import os
 import sys
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._cli_input import Item
+    from ._cli_input import Item, Source
     from ._cli_replay import Tally
     from .lago import LagoEvent
     from .mapping import MappingSpec
@@ -71,7 +71,7 @@ def _load_spec(path: str) -> MappingSpec | None:
         return None
 
 
-def _open(name: str) -> Any:
+def _open(name: str) -> Source:
     from ._cli_input import open_source
 
     try:
@@ -443,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=_batch_size,
         default=100,
         help="Lago events per request, at most 100 (default: %(default)s)",
     )
@@ -493,6 +493,13 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _batch_size(text: str) -> int:
+    value = _positive_int(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"Lago takes at most 100 events per batch, not {value}")
     return value
 
 

@@ -65,6 +65,14 @@ def test_a_one_line_batch_object_is_a_batch_not_a_bad_line(tmp_path: Path) -> No
     assert [i.error for i in items(path)] == [None, None]
 
 
+def test_a_corrupt_first_line_is_a_bad_line_not_a_batch(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(jsonl(b'{"type": "tra', TRACK))
+    bad, good = items(path)
+    assert (bad.position, bad.error is not None) == (1, True)
+    assert (good.position, good.error) == (2, None)
+
+
 def test_a_json_array_is_a_batch(tmp_path: Path) -> None:
     path = tmp_path / "batch.json"
     path.write_text("  \n" + json.dumps([TRACK, TRACK]))
