@@ -158,3 +158,9 @@ def test_progress_off_a_terminal_prints_one_line_per_update_with_an_eta() -> Non
     assert out.getvalue() == (
         "progress: 50 events read, 40 stored, 0 duplicates, 2 failed, 5/s, 25%, ETA 0:30\n"
     )
+
+
+def test_a_batch_file_may_open_with_the_batch_key_on_its_first_line(tmp_path: Path) -> None:
+    path = tmp_path / "batch.json"
+    path.write_text('{"batch": [\n' + json.dumps(TRACK) + "\n]}\n")
+    assert [(i.where, i.error) for i in items(path)] == [(f"{path}[0]", None)]
