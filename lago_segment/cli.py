@@ -56,11 +56,18 @@ def _emit(event: LagoEvent) -> None:
 
 def _load_spec(path: str) -> MappingSpec | None:
     """Load a spec, or print every error with its location and return None."""
+    import warnings
+
     from .errors import MappingError
     from .mapping import MappingSpec
 
     try:
-        return MappingSpec.load(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            spec = MappingSpec.load(path)
+        for warning in caught:  # e.g. a trigger mixing and/or without parentheses
+            _err(f"{path}: warning: {warning.message}")
+        return spec
     except OSError as exc:
         raise _UsageError(f"cannot read spec {path}: {exc.strerror or exc}") from None
     except MappingError as exc:
@@ -142,7 +149,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     spec = _load_spec(args.spec)
     if spec is None:
         return EXIT_FAILED
-    print(f"{args.spec}: ok")
+    print(f"{args.spec}: ok ({_plural(len(spec.rules), 'rule')})")
     return EXIT_OK
 
 

@@ -124,7 +124,22 @@ def test_an_unreadable_events_file_is_a_usage_error(tmp_path: Path) -> None:
 def test_check_accepts_the_example_spec() -> None:
     result = run("check", SPEC)
     assert result.returncode == 0
-    assert result.stdout == f"{SPEC}: ok\n"
+    rules = len(MappingSpec.load(SPEC).rules)
+    assert result.stdout == f"{SPEC}: ok ({rules} rules)\n"
+
+
+def test_check_prints_warnings_without_failing(tmp_path: Path) -> None:
+    spec = tmp_path / "ambiguous.json"
+    rule = {
+        "name": "r",
+        "when": 'type = "track" and event = "a" or event = "b"',
+        "code": "c",
+        "external_subscription_id": {"@path": "$.userId"},
+    }
+    spec.write_text(json.dumps({"rules": [rule]}))
+    result = run("check", spec)
+    assert result.returncode == 0
+    assert result.stderr.startswith(f"{spec}: warning: ")
 
 
 def test_check_prints_every_error_of_a_bad_spec_and_fails(tmp_path: Path) -> None:
