@@ -152,6 +152,14 @@ class Progress:
         self._start = clock()
         self._last = float("-inf")
 
+    def message(self, text: str) -> None:
+        """Print a message line without mixing it into the status line."""
+        if self._tty:
+            self._stream.write("\r\x1b[K")
+            self._last = float("-inf")  # redraw the status line at the next update
+        self._stream.write(text + "\n")
+        self._stream.flush()
+
     def update(self, tally: Tally, *, final: bool = False) -> None:
         """Show the current counts (throttled on a terminal unless ``final``)."""
         now = self._clock()

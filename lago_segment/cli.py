@@ -97,14 +97,16 @@ def _problem(error: Exception) -> str:
     return str(error)
 
 
-def _map_item(spec: MappingSpec | None, item: Item, tally: Tally) -> list[LagoEvent]:
+def _map_item(
+    spec: MappingSpec | None, item: Item, tally: Tally, report: Callable[[str], None] = _err
+) -> list[LagoEvent]:
     """Map one input record, counting and reporting what happened to it."""
     from .errors import InvalidLagoEvent, MappingError
 
     tally.read += 1
     if item.error is not None:
         tally.invalid += 1
-        _err(f"{item.where}: {_problem(item.error)}")
+        report(f"{item.where}: {_problem(item.error)}")
         return []
     if spec is None:  # already a Lago event
         tally.matched += 1
@@ -114,7 +116,7 @@ def _map_item(spec: MappingSpec | None, item: Item, tally: Tally) -> list[LagoEv
         events = spec.map(item.value)
     except (MappingError, InvalidLagoEvent) as exc:
         tally.invalid += 1
-        _err(f"{item.where}: mapping failed: {exc}")
+        report(f"{item.where}: mapping failed: {exc}")
         return []
     if events:
         tally.matched += 1
@@ -242,6 +244,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         else None
     )
 
+    report = progress.message if progress is not None else _err
+
     def send(count: int) -> None:
         batch = [pending.popleft() for _ in range(min(count, len(pending)))]
         if not batch:
@@ -252,7 +256,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         for failure in result.failed:
             at = where.get(id(failure.event), input_name)
             kind = "permanent" if failure.permanent else "gave up retrying"
-            _err(f"{at}: not stored ({kind}): {failure.error}")
+            report(f"{at}: not stored ({kind}): {failure.error}")
             dead.write(failure.event, str(failure.error), failure.permanent, at)
         dead.flush()
         if checkpoint is not None:
@@ -265,7 +269,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             for item in items:
                 if item.position <= start:
                     continue
-                for event in _map_item(loaded, item, tally):
+                for event in _map_item(loaded, item, tally, report):
                     pending.append((item.position, item.where, event))
                 last_read = item.position
                 while len(pending) >= args.batch_size:

@@ -164,3 +164,16 @@ def test_a_batch_file_may_open_with_the_batch_key_on_its_first_line(tmp_path: Pa
     path = tmp_path / "batch.json"
     path.write_text('{"batch": [\n' + json.dumps(TRACK) + "\n]}\n")
     assert [(i.where, i.error) for i in items(path)] == [(f"{path}[0]", None)]
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_a_message_clears_the_status_line_first() -> None:
+    out = FakeTerminal()
+    progress = Progress(out, size=None, consumed=lambda: 0, clock=lambda: 1.0)
+    progress.update(Tally(read=1))
+    progress.message("events.jsonl:2: invalid event")
+    assert out.getvalue().endswith("\r\x1b[Kevents.jsonl:2: invalid event\n")
