@@ -195,7 +195,6 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     from ._cli_replay import Checkpoint, DeadLetters, Progress, Tally, settled_position
-    from .client import LagoClient
     from .errors import LagoSegmentError
 
     if args.lago_events is not None:
@@ -228,6 +227,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     loaded = _load_spec(spec) if spec is not None else None
     if spec is not None and loaded is None:
         return EXIT_FAILED
+    from .client import LagoClient
+
     try:
         client = LagoClient(api_key, api_url=args.api_url, timeout=args.timeout)
     except LagoSegmentError as exc:

@@ -10,20 +10,19 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
-pytest.importorskip("lago_segment.mapping")  # TEMP until it lands on main
-pytest.importorskip("lago_segment.testing._fake_lago")  # TEMP until it lands on main
-
 from lago_segment.mapping import MappingSpec
+
+if TYPE_CHECKING:
+    from lago_segment.testing import FakeLago
 
 from lago_segment.errors import LagoSegmentError
 from lago_segment.events import parse_event
 from lago_segment.lago import LagoEvent
-from lago_segment.testing import FakeLago
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "examples" / "lago-mapping.toml"
@@ -90,6 +89,9 @@ def mapped_examples() -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def fake() -> Iterator[tuple[FakeLago, str]]:
+    pytest.importorskip("lago_segment.testing._fake_lago")  # TEMP until the client lands
+    from lago_segment.testing import FakeLago
+
     lago = FakeLago(api_key=KEY)
     with lago.serve() as url:
         yield lago, url
@@ -345,6 +347,7 @@ def test_an_interrupted_replay_resumes_and_stores_every_event_exactly_once(
 
 
 def test_fake_lago_serves_until_ctrl_c_and_prints_url_and_key() -> None:
+    pytest.importorskip("lago_segment.testing._fake_lago")  # TEMP until the client lands
     with popen("fake-lago", stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
         assert process.stdout is not None
         banner = [process.stdout.readline() for _ in range(3)]
