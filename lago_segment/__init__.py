@@ -48,9 +48,11 @@ from .events import (
     parse_event,
 )
 from .lago import LagoEvent
+from .mapping import AmbiguousFQLWarning, MappingSpec
 
 __all__ = [
     "Alias",
+    "AmbiguousFQLWarning",
     "Delete",
     "DropEvent",
     "EventNotSupported",
@@ -73,6 +75,7 @@ __all__ = [
     "LagoTransportError",
     "LagoValidationError",
     "MappingError",
+    "MappingSpec",
     "Page",
     "QueueFullError",
     "RetryError",
