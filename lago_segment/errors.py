@@ -7,6 +7,7 @@ Every exception the library raises on purpose derives from
     ├── InvalidEventPayload        a Segment message is malformed
     ├── InvalidLagoEvent           a Lago event would be rejected by Lago
     ├── MappingError               a mapping spec is invalid, or cannot map an event
+    ├── ConfigurationError         a client option is invalid (e.g. http:// to a remote host)
     ├── LagoAPIError               Lago answered with an error status
     │   ├── LagoAuthenticationError    401 / 403
     │   ├── LagoNotFoundError          404
@@ -34,6 +35,7 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "ConfigurationError",
     "DropEvent",
     "EventNotSupported",
     "ForwarderClosedError",
@@ -163,6 +165,20 @@ class MappingError(LagoSegmentError):
         else:
             text = f"{len(self.errors)} errors:\n" + "\n".join(f"  - {e}" for e in self.errors)
         super().__init__(text)
+
+
+class ConfigurationError(LagoSegmentError, ValueError):
+    """A client option is invalid: :attr:`option` names it.
+
+    For example an ``http://`` ``api_url`` to a host that is not loopback
+    (the API key would travel in clear text) or a retry policy with
+    ``attempts=0``.
+    """
+
+    def __init__(self, option: str, problem: str) -> None:
+        self.option = option
+        self.problem = problem
+        super().__init__(f"{option}: {problem}")
 
 
 class LagoAPIError(LagoSegmentError):

@@ -38,18 +38,6 @@ def _require_id(name: str, value: object) -> str:
     return value
 
 
-def _transaction_id(value: object) -> str:
-    return _require_id("transaction_id", value)
-
-
-def _subscription_id(value: object) -> str:
-    return _require_id("external_subscription_id", value)
-
-
-def _code(value: object) -> str:
-    return _require_id("code", value)
-
-
 def _check_number(field: str, value: float | Decimal) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidLagoEvent(field, f"must be a finite number, not {value!r}")
@@ -76,26 +64,30 @@ def _check_timestamp(value: object) -> Timestamp:
 def _check_properties(value: object) -> dict[str, PropertyValue]:
     if not isinstance(value, Mapping):
         raise InvalidLagoEvent("properties", f"must be a mapping, not {type(value).__name__}")
-    checked: dict[str, PropertyValue] = {}
-    for key, item in value.items():
-        if not isinstance(key, str):
-            raise InvalidLagoEvent("properties", f"keys must be strings, not {key!r}")
-        field = f"properties.{key}"
-        if (
-            isinstance(item, bool)
-            or item is None
-            or not isinstance(item, (str, int, float, Decimal))
-        ):
-            kind = "null" if item is None else type(item).__name__
-            raise InvalidLagoEvent(
-                field,
-                f"is {kind}; Lago accepts only strings and numbers as property values "
-                "(convert it explicitly, e.g. with @string in a mapping spec)",
-            )
-        if isinstance(item, (float, Decimal)):
-            _check_number(field, item)
-        checked[key] = item
+    checked: dict[str, PropertyValue] = dict(value)
+    for key, item in checked.items():
+        # The common cases first, without building any string: this runs for
+        # every property of every event.
+        kind = type(item)
+        if (kind is str or kind is int) and type(key) is str:
+            continue
+        _check_property(key, item)
     return checked
+
+
+def _check_property(key: object, item: object) -> None:
+    if not isinstance(key, str):
+        raise InvalidLagoEvent("properties", f"keys must be strings, not {key!r}")
+    field = f"properties.{key}"
+    if isinstance(item, bool) or not isinstance(item, (str, int, float, Decimal)):
+        kind = "null" if item is None else type(item).__name__
+        raise InvalidLagoEvent(
+            field,
+            f"is {kind}; Lago accepts only strings and numbers as property values "
+            "(convert it explicitly, e.g. with @string in a mapping spec)",
+        )
+    if isinstance(item, (float, Decimal)):
+        _check_number(field, item)
 
 
 def _check_amount(value: object) -> Decimal | str | None:
@@ -172,13 +164,13 @@ class LagoEvent:
     1651240791
     """
 
-    transaction_id: str = attrs.field(converter=_transaction_id)
+    transaction_id: str
     """The idempotency key: Lago stores one event per transaction_id and subscription."""
-    external_subscription_id: str = attrs.field(converter=_subscription_id)
+    external_subscription_id: str
     """The subscription (your id for it) the usage is billed to."""
-    code: str = attrs.field(converter=_code)
+    code: str
     """The billable metric code."""
-    timestamp: Timestamp = attrs.field(converter=_check_timestamp)
+    timestamp: Timestamp
     """When the usage happened: an aware datetime, or Unix seconds."""
     properties: Mapping[str, PropertyValue] = attrs.field(
         factory=dict, converter=_check_properties, hash=False
@@ -188,6 +180,26 @@ class LagoEvent:
         default=None, converter=_check_amount
     )
     """For dynamic pricing: the exact amount, in cents, as a decimal."""
+    _has_decimal: bool = attrs.field(init=False, eq=False, repr=False)
+
+    @_has_decimal.default
+    def _any_decimal_property(self) -> bool:
+        # Decided once here so to_dict() can copy the properties at C speed.
+        return any(isinstance(v, Decimal) for v in self.properties.values())
+
+    def __attrs_post_init__(self) -> None:
+        # One method instead of a converter per field: constructing events is
+        # on the hot path of every forwarder. The slow helpers run only when
+        # the fast checks fail, and raise the precise error.
+        for name in ("transaction_id", "external_subscription_id", "code"):
+            value = getattr(self, name)
+            if type(value) is not str or not value.strip():
+                _require_id(name, value)
+        ts = self.timestamp
+        if type(ts) is not int and (
+            type(ts) is not datetime or ts.tzinfo is None or ts.utcoffset() is None
+        ):
+            _check_timestamp(ts)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON object Lago accepts for this event.
@@ -196,14 +208,21 @@ class LagoEvent:
         ``properties`` only when there are any, ``precise_total_amount_cents``
         as a string only when set.
         """
+        timestamp = self.timestamp
         body: dict[str, Any] = {
             "transaction_id": self.transaction_id,
             "external_subscription_id": self.external_subscription_id,
             "code": self.code,
-            "timestamp": unix_seconds(self.timestamp),
+            # Whole Unix seconds are by far the most common: skip the call.
+            "timestamp": timestamp if type(timestamp) is int else unix_seconds(timestamp),
         }
-        if self.properties:
-            body["properties"] = {k: _render_property(v) for k, v in self.properties.items()}
+        properties = self.properties
+        if properties:
+            body["properties"] = (
+                {k: _render_property(v) for k, v in properties.items()}
+                if self._has_decimal
+                else dict(properties)
+            )
         if self.precise_total_amount_cents is not None:
             body["precise_total_amount_cents"] = str(self.precise_total_amount_cents)
         return body

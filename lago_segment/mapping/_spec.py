@@ -158,6 +158,7 @@ def _make_builder(fields: Sequence[_Field], properties: tuple[_Field, ...] | _Fi
             ):
                 if value is MISSING or value is None:
                     raise rule._missing(field, message_id)
+            raise AssertionError("unreachable: one of the fields above is missing")
         try:
             return LagoEvent(tid, sub, code, ts, props, amount)
         except InvalidLagoEvent as exc:

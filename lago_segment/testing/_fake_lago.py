@@ -1,0 +1,431 @@
+"""FakeLago: Lago's events endpoints in memory, with Lago's semantics and injectable faults."""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import random
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import attrs
+import httpx
+
+__all__ = ["FakeLago", "Fault"]
+
+_KNOWN_KEYS = (
+    "transaction_id",
+    "external_subscription_id",
+    "code",
+    "timestamp",
+    "properties",
+    "precise_total_amount_cents",
+)
+_UNIX_SECONDS = re.compile(r"^\d+(\.\d+)?$")
+_MAX_BATCH = 100
+
+
+class Fault(enum.Enum):
+    """A failure :class:`FakeLago` can inject instead of (or after) answering."""
+
+    RATE_LIMIT = "rate_limit"
+    """429 with ``X-RateLimit-Limit/Remaining/Reset`` headers; nothing stored."""
+    SERVER_ERROR = "server_error"
+    """503; nothing stored. (Script an int such as 500 or 502 for another status.)"""
+    TIMEOUT = "timeout"
+    """No answer in time: ``httpx.ReadTimeout`` in-process; over a socket the
+    request is held for ``timeout_delay`` seconds, then the connection closed."""
+    DROP = "drop"
+    """The connection drops before the request is processed; nothing stored."""
+    ACCEPT_THEN_DROP = "accept_then_drop"
+    """The request is processed (events stored) but the response is lost: a retry
+    must then be recognised as a duplicate."""
+
+
+@attrs.frozen(slots=True)
+class _Outcome:
+    status: int = 200
+    payload: Mapping[str, Any] | None = None
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    fault: Fault | None = None  # TIMEOUT or DROP: no response at all
+
+
+def _error(status: int, error: str, **extra: Any) -> _Outcome:
+    return _Outcome(status, {"status": status, "error": error, **extra})
+
+
+def _validation_error(details: Mapping[str, Any]) -> _Outcome:
+    return _error(
+        422, "Unprocessable Entity", code="validation_errors", error_details=dict(details)
+    )
+
+
+def _iso(timestamp: Any) -> str:
+    instant = datetime.fromtimestamp(float(timestamp), tz=timezone.utc)
+    return instant.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class FakeLago:
+    """An in-memory Lago events API for tests, in-process or over a loopback socket.
+
+    It behaves like Lago: Bearer-token auth (401 otherwise), snake_case keys
+    only (unknown keys are dropped, so ``transactionId`` ends as
+    ``value_is_mandatory``), Unix-seconds timestamps (ISO strings get
+    ``invalid_format``), batches of 1 to 100 events that are atomic with
+    index-keyed ``error_details``, and 422 ``value_already_exist`` for a
+    transaction_id already stored for the same subscription. It is stricter
+    than Lago on property values: only strings and numbers are accepted.
+
+    In-process, with any client that takes an httpx transport::
+
+        fake = FakeLago(api_key="test-key")
+        client = LagoClient(
+            "test-key", api_url=fake.url, http_client=httpx.Client(transport=fake.transport)
+        )
+
+    Over a real socket: ``with fake.serve() as url: ...``.
+
+    Faults: :meth:`script` queues faults for the next requests (``None`` for
+    a normal answer, an ``int`` for that status), :meth:`fail_randomly` injects
+    them at random with a seed. What was stored is in :attr:`events`.
+    The fake is thread-safe.
+    """
+
+    url = "https://fake-lago.test"
+    """A placeholder origin to use with :attr:`transport` (any origin works)."""
+
+    def __init__(
+        self,
+        api_key: str = "fake-lago-api-key",
+        *,
+        rate_limit_reset: float = 1.0,
+        timeout_delay: float = 2.0,
+    ) -> None:
+        self._api_key = api_key
+        self.rate_limit_reset = rate_limit_reset
+        """Seconds sent in ``X-RateLimit-Reset`` with an injected 429."""
+        self.timeout_delay = timeout_delay
+        """How long a socket request is held on :attr:`Fault.TIMEOUT` before closing."""
+        self.fees: dict[str, list[dict[str, Any]]] = {}
+        """Fees ``estimate_fees`` returns, by billable metric code (default: none)."""
+        self._lock = threading.Lock()
+        self._events: list[dict[str, Any]] = []
+        self._keys: set[tuple[str, str]] = set()
+        self._script: deque[Fault | int | None] = deque()
+        self._rng: random.Random | None = None
+        self._rate = 0.0
+        self._random_faults: tuple[Fault | int, ...] = ()
+        self._requests = 0
+        self._faults: list[Fault | int] = []
+        self._stopping = threading.Event()
+
+    def __repr__(self) -> str:
+        return f"FakeLago(events={len(self._events)}, requests={self._requests})"
+
+    # -- what tests look at -------------------------------------------------
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Every stored event, in the order stored, as Lago kept it (known keys only)."""
+        with self._lock:
+            return [dict(e) for e in self._events]
+
+    def stored_transaction_ids(self) -> list[str]:
+        """The transaction_ids stored, in order (a duplicate here would be a bug)."""
+        with self._lock:
+            return [e["transaction_id"] for e in self._events]
+
+    @property
+    def request_count(self) -> int:
+        """How many requests reached the fake (including faulted ones)."""
+        with self._lock:
+            return self._requests
+
+    @property
+    def injected_faults(self) -> list[Fault | int]:
+        """The faults injected so far, in order."""
+        with self._lock:
+            return list(self._faults)
+
+    def reset(self) -> None:
+        """Forget stored events, counters and pending faults."""
+        with self._lock:
+            self._events.clear()
+            self._keys.clear()
+            self._script.clear()
+            self._rng = None
+            self._requests = 0
+            self._faults.clear()
+
+    # -- fault injection ----------------------------------------------------
+
+    def script(self, *faults: Fault | int | None) -> None:
+        """Inject these faults into the next requests, one per request, in order.
+
+        ``None`` answers normally; an ``int`` answers with that status code.
+        """
+        with self._lock:
+            self._script.extend(faults)
+
+    def fail_randomly(
+        self,
+        rate: float,
+        *,
+        seed: int = 0,
+        faults: Iterable[Fault | int] = tuple(Fault),
+    ) -> None:
+        """Inject a fault (picked from ``faults``) into a ``rate`` share of requests.
+
+        Seeded, so a failing run can be replayed. Scripted faults go first.
+        """
+        if not 0 <= rate <= 1:
+            raise ValueError(f"rate must be between 0 and 1, not {rate}")
+        with self._lock:
+            self._rng = random.Random(seed)
+            self._rate = rate
+            self._random_faults = tuple(faults)
+
+    def _next_fault(self) -> Fault | int | None:
+        if self._script:
+            return self._script.popleft()
+        if self._rng is not None and self._random_faults and self._rng.random() < self._rate:
+            return self._rng.choice(self._random_faults)
+        return None
+
+    # -- the endpoint -------------------------------------------------------
+
+    def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> _Outcome:
+        """Answer one request (the transport and the server both call this)."""
+        with self._lock:
+            self._requests += 1
+            fault = self._next_fault()
+            if fault is not None:
+                self._faults.append(fault)
+            if fault in (Fault.TIMEOUT, Fault.DROP):
+                return _Outcome(fault=Fault.DROP if fault is Fault.DROP else Fault.TIMEOUT)
+            if fault is Fault.RATE_LIMIT:
+                return _Outcome(
+                    429,
+                    {"status": 429, "error": "Too Many Requests"},
+                    {
+                        "X-RateLimit-Limit": "500",
+                        "X-RateLimit-Remaining": "0",
+                        "X-RateLimit-Reset": f"{self.rate_limit_reset:g}",
+                    },
+                )
+            if fault is Fault.SERVER_ERROR:
+                return _error(503, "Service Unavailable")
+            if isinstance(fault, int):
+                return _error(fault, HTTPStatus(fault).phrase)
+            outcome = self._process(method, path, headers, body)
+            if fault is Fault.ACCEPT_THEN_DROP:
+                return _Outcome(fault=Fault.DROP)
+            return outcome
+
+    def _process(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> _Outcome:
+        auth = {k.lower(): v for k, v in headers.items()}.get("authorization", "")
+        if auth != f"Bearer {self._api_key}":
+            return _error(401, "Unauthorized")
+        route = {
+            "/api/v1/events": self._create,
+            "/api/v1/events/batch": self._batch,
+            "/api/v1/events/estimate_fees": self._estimate,
+        }.get(path.rstrip("/"))
+        if method != "POST" or route is None:
+            return _error(404, "Not Found", code="route_not_found")
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return _error(400, "BadRequest: the body is not valid JSON")
+        if not isinstance(data, dict):
+            return _error(400, "BadRequest: the body must be a JSON object")
+        return route(data)
+
+    def _create(self, data: dict[str, Any]) -> _Outcome:
+        raw = data.get("event")
+        if not isinstance(raw, dict) or not raw:
+            return _error(400, "BadRequest: param is missing or the value is empty: event")
+        event, errors = self._check(raw, set())
+        if errors:
+            return _validation_error(errors)
+        return _Outcome(200, {"event": self._store(event)})
+
+    def _batch(self, data: dict[str, Any]) -> _Outcome:
+        raw = data.get("events")
+        if not isinstance(raw, list):
+            return _error(400, "BadRequest: param is missing or the value is empty: events")
+        if not raw:
+            return _validation_error({"events": ["no_events"]})
+        if len(raw) > _MAX_BATCH:
+            return _validation_error({"events": ["too_many_events"]})
+        seen: set[tuple[str, str]] = set()
+        checked = []
+        details: dict[str, Any] = {}
+        for index, item in enumerate(raw):
+            event, errors = self._check(item, seen)
+            if errors:
+                details[str(index)] = errors
+            checked.append(event)
+        if details:  # atomic: one bad event and nothing is stored
+            return _validation_error(details)
+        return _Outcome(200, {"events": [self._store(e) for e in checked]})
+
+    def _estimate(self, data: dict[str, Any]) -> _Outcome:
+        raw = data.get("event")
+        if not isinstance(raw, dict):
+            return _error(400, "BadRequest: param is missing or the value is empty: event")
+        errors = {
+            key: ["value_is_mandatory"]
+            for key in ("code", "external_subscription_id")
+            if not isinstance(raw.get(key), str) or not raw[key]
+        }
+        if errors:
+            return _validation_error(errors)
+        return _Outcome(200, {"fees": list(self.fees.get(raw["code"], []))})
+
+    def _check(
+        self, raw: object, seen: set[tuple[str, str]]
+    ) -> tuple[dict[str, Any], dict[str, list[str]]]:
+        if not isinstance(raw, dict):
+            return {}, {"event": ["invalid_type"]}
+        # Lago keeps known keys and silently drops the rest.
+        event = {key: raw[key] for key in _KNOWN_KEYS if key in raw}
+        errors: dict[str, list[str]] = {}
+        for key in ("transaction_id", "external_subscription_id", "code"):
+            value = event.get(key)
+            if not isinstance(value, str) or not value:
+                errors[key] = ["value_is_mandatory"]
+        timestamp = event.get("timestamp")
+        if timestamp is None:
+            event["timestamp"] = int(time.time())  # Lago: time of reception
+        elif isinstance(timestamp, bool) or not (
+            isinstance(timestamp, (int, float))
+            or (isinstance(timestamp, str) and _UNIX_SECONDS.match(timestamp))
+        ):
+            errors["timestamp"] = ["invalid_format"]
+        properties = event.get("properties")
+        if properties is not None and not (
+            isinstance(properties, dict)
+            and all(
+                isinstance(v, (str, int, float)) and not isinstance(v, bool)
+                for v in properties.values()
+            )
+        ):
+            errors["properties"] = ["invalid_value"]
+        amount = event.get("precise_total_amount_cents")
+        if amount is not None and not _is_decimal(amount):
+            errors["precise_total_amount_cents"] = ["invalid_value"]
+        if "transaction_id" not in errors and "external_subscription_id" not in errors:
+            identity = (event["external_subscription_id"], event["transaction_id"])
+            if identity in self._keys or identity in seen:
+                errors.setdefault("transaction_id", []).append("value_already_exist")
+            seen.add(identity)
+        return event, errors
+
+    def _store(self, event: dict[str, Any]) -> dict[str, Any]:
+        self._events.append(event)
+        self._keys.add((event["external_subscription_id"], event["transaction_id"]))
+        # The 200 body, as Lago renders an event.
+        return {
+            "lago_id": str(uuid.uuid4()),
+            "transaction_id": event["transaction_id"],
+            "lago_customer_id": None,
+            "code": event["code"],
+            "timestamp": _iso(event["timestamp"]),
+            "precise_total_amount_cents": event.get("precise_total_amount_cents"),
+            "properties": event.get("properties") or {},
+            "lago_subscription_id": None,
+            "external_subscription_id": event["external_subscription_id"],
+            "created_at": _iso(time.time()),
+        }
+
+    # -- in-process transport -----------------------------------------------
+
+    @property
+    def transport(self) -> httpx.MockTransport:
+        """An ``httpx.MockTransport`` serving this fake (for sync and async clients alike)."""
+        return httpx.MockTransport(self._handle_httpx)
+
+    def _handle_httpx(self, request: httpx.Request) -> httpx.Response:
+        outcome = self.handle(
+            request.method, request.url.path, dict(request.headers), request.content
+        )
+        if outcome.fault is Fault.TIMEOUT:
+            raise httpx.ReadTimeout("FakeLago: injected timeout", request=request)
+        if outcome.fault is Fault.DROP:
+            raise httpx.RemoteProtocolError(
+                "FakeLago: server disconnected without sending a response", request=request
+            )
+        return httpx.Response(outcome.status, json=outcome.payload, headers=outcome.headers)
+
+    # -- real loopback server -----------------------------------------------
+
+    @contextlib.contextmanager
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+        """Serve this fake over HTTP on loopback; yields its URL (``http://127.0.0.1:PORT``).
+
+        The server stops, and its thread is joined, when the block exits.
+        """
+        fake = self
+        self._stopping.clear()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                outcome = fake.handle("POST", self.path, dict(self.headers), body)
+                if outcome.fault is not None:
+                    if outcome.fault is Fault.TIMEOUT:
+                        fake._stopping.wait(fake.timeout_delay)
+                    self.close_connection = True
+                    return
+                payload = json.dumps(outcome.payload).encode()
+                self.send_response(outcome.status)
+                for name, value in outcome.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # keep test output clean
+
+        server = ThreadingHTTPServer((host, port), Handler)
+        server.daemon_threads = True
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        thread.start()
+        try:
+            yield f"http://{host}:{server.server_address[1]}"
+        finally:
+            self._stopping.set()
+            server.shutdown()
+            server.server_close()
+            thread.join()
+
+
+def _is_decimal(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return False
+    try:
+        return Decimal(str(value)).is_finite()
+    except InvalidOperation:
+        return False
