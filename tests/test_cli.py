@@ -89,7 +89,6 @@ def mapped_examples() -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def fake() -> Iterator[tuple[FakeLago, str]]:
-    pytest.importorskip("lago_segment.testing._fake_lago")  # TEMP until the client lands
     from lago_segment.testing import FakeLago
 
     lago = FakeLago(api_key=KEY)
@@ -347,7 +346,6 @@ def test_an_interrupted_replay_resumes_and_stores_every_event_exactly_once(
 
 
 def test_fake_lago_serves_until_ctrl_c_and_prints_url_and_key() -> None:
-    pytest.importorskip("lago_segment.testing._fake_lago")  # TEMP until the client lands
     with popen("fake-lago", stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
         assert process.stdout is not None
         banner = [process.stdout.readline() for _ in range(3)]
