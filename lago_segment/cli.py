@@ -332,6 +332,15 @@ examples:
 """
 
 
+def _wrap(text: str) -> str:
+    """Fill a description to the terminal's width; the epilogs keep their own layout."""
+    import shutil
+    import textwrap
+
+    width = min(shutil.get_terminal_size().columns, 100) - 2
+    return textwrap.fill(text, width)
+
+
 def _events_help(what: str) -> str:
     return (
         f"{what}: a JSON-lines file (gzip when it ends in .gz), a Segment batch file "
@@ -344,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="lago-segment",
-        description="Map Segment events to Lago usage events, and send them to Lago.",
+        description=_wrap("Map Segment events to Lago usage events, and send them to Lago."),
         epilog=_EPILOG,
         formatter_class=raw,
     )
@@ -354,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check",
         help="validate a mapping spec",
-        description="Validate a mapping spec and print every error with its location.",
+        description=_wrap("Validate a mapping spec and print every error with its location."),
         epilog="exit code 1 when the spec has errors.\n\nexample:\n"
         "  lago-segment check lago-mapping.toml",
         formatter_class=raw,
@@ -365,10 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     map_ = commands.add_parser(
         "map",
         help="dry run: print the Lago events a file of Segment events maps to",
-        description="Map Segment events without sending anything: the Lago events go to "
-        "stdout as JSON lines, bad input and mapping failures to stderr (with their line), "
-        "and a summary of matched / skipped / failed events ends the run.",
-        epilog="exit code 1 when any event was invalid or failed to map (the others are "
+        description=_wrap(
+            "Map Segment events without sending anything: the Lago events go to "
+            "stdout as JSON lines, bad input and mapping failures to stderr (with their line), "
+            "and a summary of matched / skipped / failed events ends the run."
+        ),
+        epilog="exit code 1 when any event was invalid or failed to map (the others are\n"
         "still printed).\n\nexamples:\n"
         "  lago-segment map lago-mapping.toml segment-events.jsonl\n"
         "  zcat archive.jsonl.gz | lago-segment map lago-mapping.toml - > lago-events.jsonl",
@@ -381,8 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain = commands.add_parser(
         "explain",
         help="show rule by rule how one event maps",
-        description="Explain, rule by rule, which rules match one Segment event and what "
-        "each would send to Lago.",
+        description=_wrap(
+            "Explain, rule by rule, which rules match one Segment event and what "
+            "each would send to Lago."
+        ),
         epilog="examples:\n"
         "  lago-segment explain lago-mapping.toml event.json\n"
         "  lago-segment explain lago-mapping.toml "
@@ -401,14 +414,16 @@ def build_parser() -> argparse.ArgumentParser:
     replay = commands.add_parser(
         "replay",
         help="map events and send them to Lago, resumably",
-        description="Map Segment events and send the Lago events to Lago, in batches, with "
-        "retries. The API key comes from the LAGO_API_KEY environment variable only (a "
-        "flag would land in your shell history). Events Lago does not store are written "
-        "to the --dead-letter file, which `replay --lago-events` sends again. After every "
-        "batch, a checkpoint records the last input line whose events all settled, so "
-        "--resume continues an interrupted run where it stopped. Events in flight when "
-        "it stopped are sent again; Lago keeps one event per transaction_id, so they come "
-        "back as duplicates, never as double charges.",
+        description=_wrap(
+            "Map Segment events and send the Lago events to Lago, in batches, with "
+            "retries. The API key comes from the LAGO_API_KEY environment variable only (a "
+            "flag would land in your shell history). Events Lago does not store are written "
+            "to the --dead-letter file, which `replay --lago-events` sends again. After every "
+            "batch, a checkpoint records the last input line whose events all settled, so "
+            "--resume continues an interrupted run where it stopped. Events in flight when "
+            "it stopped are sent again; Lago keeps one event per transaction_id, so they come "
+            "back as duplicates, never as double charges."
+        ),
         epilog="examples:\n"
         "  export LAGO_API_KEY=...   # never on the command line\n"
         "  lago-segment replay lago-mapping.toml archive.jsonl.gz "
@@ -433,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument(
         "--api-url",
+        metavar="URL",
         default=os.environ.get("LAGO_API_URL", _DEFAULT_API_URL),
         help="Lago's origin (default: $LAGO_API_URL, else %(default)s); EU: "
         "https://api.eu.getlago.com",
@@ -456,12 +472,14 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--batch-size",
         type=_batch_size,
+        metavar="N",
         default=100,
         help="Lago events per request, at most 100 (default: %(default)s)",
     )
     replay.add_argument(
         "--timeout",
         type=float,
+        metavar="SECONDS",
         default=10.0,
         help="seconds per HTTP request (default: %(default)s)",
     )
@@ -482,9 +500,11 @@ def build_parser() -> argparse.ArgumentParser:
     fake = commands.add_parser(
         "fake-lago",
         help="run an in-memory Lago on 127.0.0.1 to try things without an account",
-        description="Serve FakeLago, an in-memory stand-in for Lago's events API, on "
-        "127.0.0.1. Prints its URL and an API key (LAGO_API_KEY if set, else a random "
-        "one) as shell exports; runs until Ctrl-C (exit code 0).",
+        description=_wrap(
+            "Serve FakeLago, an in-memory stand-in for Lago's events API, on "
+            "127.0.0.1. Prints its URL and an API key (LAGO_API_KEY if set, else a random "
+            "one) as shell exports; runs until Ctrl-C (exit code 0)."
+        ),
         epilog="example:\n"
         "  lago-segment fake-lago --port 8765\n"
         "  # in another shell, paste the two export lines it printed, then:\n"
@@ -492,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=raw,
     )
     fake.add_argument(
-        "--port", type=int, default=0, help="port to listen on (default: a free one)"
+        "--port", type=int, metavar="PORT", default=0, help="port (default: a free one)"
     )
     fake.set_defaults(run=_cmd_fake_lago)
     return parser
