@@ -327,7 +327,7 @@ examples:
   lago-segment check lago-mapping.toml
   lago-segment map lago-mapping.toml segment-events.jsonl > lago-events.jsonl
   lago-segment explain lago-mapping.toml '{"type": "track", "event": "API Call", ...}'
-  LAGO_API_KEY=... lago-segment replay lago-mapping.toml archive.jsonl.gz --resume
+  lago-segment replay lago-mapping.toml archive.jsonl.gz   # key from $LAGO_API_KEY
   lago-segment fake-lago --port 8765
 """
 
@@ -425,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
             "back as duplicates, never as double charges."
         ),
         epilog="examples:\n"
-        "  export LAGO_API_KEY=...   # never on the command line\n"
+        "  read -rs LAGO_API_KEY && export LAGO_API_KEY   # typed, not in shell history\n"
         "  lago-segment replay lago-mapping.toml archive.jsonl.gz "
         "--dead-letter failed.jsonl\n"
         "  lago-segment replay lago-mapping.toml archive.jsonl.gz --resume   # after Ctrl-C\n"
