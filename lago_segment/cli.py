@@ -303,7 +303,9 @@ def _cmd_fake_lago(args: argparse.Namespace) -> int:
 
     from .testing import FakeLago
 
-    api_key = os.environ.get("LAGO_API_KEY") or f"fake-{secrets.token_hex(8)}"
+    # Never the LAGO_API_KEY from the environment: that may be a real key, and
+    # this command prints its key.
+    api_key = args.api_key or f"fake-{secrets.token_hex(8)}"
     fake = FakeLago(api_key=api_key)
     try:
         with fake.serve(port=args.port) as url:
@@ -513,6 +515,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fake.add_argument(
         "--port", type=int, metavar="PORT", default=0, help="port (default: a free one)"
+    )
+    fake.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="the key the fake accepts (default: a random one; never use a real key here)",
     )
     fake.set_defaults(run=_cmd_fake_lago)
     return parser

@@ -345,18 +345,30 @@ def test_an_interrupted_replay_resumes_and_stores_every_event_exactly_once(
 # -- fake-lago ----------------------------------------------------------------------------
 
 
-def test_fake_lago_serves_until_ctrl_c_and_prints_url_and_key() -> None:
+def test_fake_lago_never_prints_the_api_key_from_the_environment() -> None:
     with popen("fake-lago", stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None
+        banner = "".join(process.stdout.readline() for _ in range(3))
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+    assert "export LAGO_API_KEY=fake-" in banner
+    assert KEY not in banner  # popen() sets LAGO_API_KEY=KEY in its environment
+
+
+def test_fake_lago_serves_until_ctrl_c_and_prints_url_and_key() -> None:
+    with popen(
+        "fake-lago", "--api-key", "fake-key", stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as process:
         assert process.stdout is not None
         banner = [process.stdout.readline() for _ in range(3)]
         exports = dict(line.removeprefix("export ").strip().split("=", 1) for line in banner[1:])
-        assert exports["LAGO_API_KEY"] == KEY  # taken from the environment
+        assert exports["LAGO_API_KEY"] == "fake-key"
         event = {"transaction_id": "t1", "external_subscription_id": "s1", "code": "c",
                  "timestamp": 1700000000}  # fmt: skip
         response = httpx.post(
             f"{exports['LAGO_API_URL']}/api/v1/events",
             json={"event": event},
-            headers={"Authorization": f"Bearer {KEY}"},
+            headers={"Authorization": "Bearer fake-key"},
         )
         assert response.status_code == 200
         process.send_signal(signal.SIGINT)
