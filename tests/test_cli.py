@@ -261,6 +261,23 @@ def test_replay_needs_the_api_key_in_the_environment() -> None:
     assert "LAGO_API_KEY" in result.stderr
 
 
+def test_replay_refuses_plain_http_to_a_remote_host() -> None:
+    result = run("replay", SPEC, EVENTS, "--api-url", "http://lago.example", LAGO_API_KEY=KEY)
+    assert result.returncode == 2
+    assert "clear text" in result.stderr
+    assert KEY not in result.stderr
+
+
+def test_replay_refuses_to_resume_from_another_files_checkpoint(tmp_path: Path) -> None:
+    other = tmp_path / "other.jsonl"
+    other.write_text(EVENTS.read_text(encoding="utf-8"))
+    checkpoint = tmp_path / "cp"
+    checkpoint.write_text(json.dumps({"source": str(EVENTS), "position": 3}))
+    result = run("replay", SPEC, other, "--resume", "--checkpoint", checkpoint, LAGO_API_KEY=KEY)
+    assert result.returncode == 2
+    assert "is for" in result.stderr
+
+
 def test_replay_stores_every_mapped_event_once(fake: tuple[FakeLago, str], tmp_path: Path) -> None:
     lago, url = fake
     events = tmp_path / "events.jsonl"
