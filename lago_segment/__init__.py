@@ -11,7 +11,18 @@ Everything a user needs is importable from here.
 """
 
 from ._version import __version__
+from .client import (
+    EU_API_URL,
+    US_API_URL,
+    AsyncLagoClient,
+    BatchResult,
+    DeliveryFailure,
+    LagoClient,
+    RateLimitInfo,
+    RetryPolicy,
+)
 from .errors import (
+    ConfigurationError,
     DropEvent,
     EventNotSupported,
     ForwarderClosedError,
@@ -53,8 +64,13 @@ from .mapping import AmbiguousFQLWarning, MappingSpec
 __all__ = [
     "Alias",
     "AmbiguousFQLWarning",
+    "AsyncLagoClient",
+    "BatchResult",
+    "ConfigurationError",
     "Delete",
+    "DeliveryFailure",
     "DropEvent",
+    "EU_API_URL",
     "EventNotSupported",
     "ForwarderClosedError",
     "ForwarderError",
@@ -65,6 +81,7 @@ __all__ = [
     "InvalidLagoEvent",
     "LagoAPIError",
     "LagoAuthenticationError",
+    "LagoClient",
     "LagoConnectionError",
     "LagoEvent",
     "LagoNotFoundError",
@@ -78,10 +95,13 @@ __all__ = [
     "MappingSpec",
     "Page",
     "QueueFullError",
+    "RateLimitInfo",
     "RetryError",
+    "RetryPolicy",
     "Screen",
     "SegmentEvent",
     "Track",
+    "US_API_URL",
     "ValidationError",
     "iter_events",
     "parse_batch",

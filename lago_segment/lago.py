@@ -61,18 +61,10 @@ def _check_timestamp(value: object) -> Timestamp:
     return value
 
 
-def _check_properties(value: object) -> dict[str, PropertyValue]:
+def _copy_properties(value: object) -> dict[str, PropertyValue]:
     if not isinstance(value, Mapping):
         raise InvalidLagoEvent("properties", f"must be a mapping, not {type(value).__name__}")
-    checked: dict[str, PropertyValue] = dict(value)
-    for key, item in checked.items():
-        # The common cases first, without building any string: this runs for
-        # every property of every event.
-        kind = type(item)
-        if (kind is str or kind is int) and type(key) is str:
-            continue
-        _check_property(key, item)
-    return checked
+    return dict(value)
 
 
 def _check_property(key: object, item: object) -> None:
@@ -173,19 +165,16 @@ class LagoEvent:
     timestamp: Timestamp
     """When the usage happened: an aware datetime, or Unix seconds."""
     properties: Mapping[str, PropertyValue] = attrs.field(
-        factory=dict, converter=_check_properties, hash=False
+        factory=dict, converter=_copy_properties, hash=False
     )
     """Metric properties: string keys, string or number values."""
     precise_total_amount_cents: Decimal | str | None = attrs.field(
         default=None, converter=_check_amount
     )
     """For dynamic pricing: the exact amount, in cents, as a decimal."""
-    _has_decimal: bool = attrs.field(init=False, eq=False, repr=False)
-
-    @_has_decimal.default
-    def _any_decimal_property(self) -> bool:
-        # Decided once here so to_dict() can copy the properties at C speed.
-        return any(isinstance(v, Decimal) for v in self.properties.values())
+    # Whether a property is a Decimal, decided once at construction so that
+    # to_dict() can copy the properties at C speed in the common case.
+    _has_decimal: bool = attrs.field(init=False, default=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         # One method instead of a converter per field: constructing events is
@@ -200,6 +189,15 @@ class LagoEvent:
             type(ts) is not datetime or ts.tzinfo is None or ts.utcoffset() is None
         ):
             _check_timestamp(ts)
+        for key, item in self.properties.items():
+            # The common cases first, without building any string: this runs
+            # for every property of every event.
+            kind = type(item)
+            if (kind is str or kind is int) and type(key) is str:
+                continue
+            _check_property(key, item)
+            if isinstance(item, Decimal):
+                object.__setattr__(self, "_has_decimal", True)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON object Lago accepts for this event.

@@ -3,8 +3,10 @@
 A fenced ``python`` block runs as a script, or as a doctest when it holds
 ``>>>`` prompts. The blocks of one page share one namespace, in order, and run
 in a temporary working directory with the repository's ``examples/`` beside
-them. A block preceded by the line ``<!-- no-run: reason -->`` is skipped
-(recipes that need a web framework or a real Lago account).
+them. Requests to Lago's hosted API are answered by a ``FakeLago`` that
+accepts the key ``my-api-key`` (examples read as they would for real, and
+stay offline); loopback traffic goes through. A block preceded by the line
+``<!-- no-run: reason -->`` is skipped (recipes that need a web framework).
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+import respx
+
+from lago_segment.testing import FakeLago, set_testing
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
@@ -54,11 +59,19 @@ def test_page_examples_run(page: Path, tmp_path: Path) -> None:
     shutil.copytree(ROOT / "examples", tmp_path / "examples", dirs_exist_ok=True)
     cwd = Path.cwd()
     os.chdir(tmp_path)
+    fake = FakeLago(api_key="my-api-key")
+    set_testing(True)
     try:
-        namespace: dict[str, object] = {"__name__": f"docs_{page.stem}"}
-        for line, code in blocks:
-            run_block(page, line, code, namespace)
+        with respx.mock(assert_all_called=False) as router:
+            router.route(host__in=("api.getlago.com", "api.eu.getlago.com")).mock(
+                side_effect=fake.transport.handler
+            )
+            router.route().pass_through()
+            namespace: dict[str, object] = {"__name__": f"docs_{page.stem}", "fake_lago": fake}
+            for line, code in blocks:
+                run_block(page, line, code, namespace)
     finally:
+        set_testing(False)
         os.chdir(cwd)
 
 

@@ -525,3 +525,11 @@ def test_parse_batch_item_nesting_too_deep_is_rejected() -> None:
     with pytest.raises(InvalidEventPayload, match="nests deeper") as info:
         parse_batch([nested(70)])
     assert info.value.index == 0
+
+
+@pytest.mark.parametrize("kind", sorted(VALID))
+def test_parsed_event_equals_the_one_its_fields_build(kind: str) -> None:
+    # The parser goes around attrs' __init__ for speed: it must set every field.
+    event = parse_event(VALID[kind])
+    fields = {a.name: getattr(event, a.name) for a in attrs.fields(type(event)) if a.init}
+    assert event == type(event)(**fields)

@@ -1,0 +1,394 @@
+"""The ``lago-segment`` command line, run as users run it: a subprocess on the bundled examples."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from lago_segment.mapping import MappingSpec
+
+if TYPE_CHECKING:
+    from lago_segment.testing import FakeLago
+
+from lago_segment.errors import LagoSegmentError
+from lago_segment.events import parse_event
+from lago_segment.lago import LagoEvent
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "examples" / "lago-mapping.toml"
+EVENTS = ROOT / "examples" / "segment-events.jsonl"
+KEY = "cli-test-key"
+COMMANDS = ["check", "map", "explain", "replay", "fake-lago"]
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAGO_")}
+    return {**env, "PYTHONPATH": str(ROOT), **extra}
+
+
+def run(
+    *args: str | Path, stdin: str | bytes | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    data = stdin.decode() if isinstance(stdin, bytes) else stdin
+    return subprocess.run(
+        [sys.executable, "-m", "lago_segment", *map(str, args)],
+        input=data,
+        capture_output=True,
+        text=True,
+        env=cli_env(**env),
+        timeout=60,
+        check=False,
+    )
+
+
+def popen(*args: str | Path, **options: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "lago_segment", *map(str, args)],
+        text=True,
+        env=cli_env(LAGO_API_KEY=KEY),
+        **options,
+    )
+
+
+def example_lines() -> list[str]:
+    return EVENTS.read_text(encoding="utf-8").splitlines()
+
+
+def mappable_lines() -> list[str]:
+    """The example events every rule maps without an error."""
+    spec = MappingSpec.load(SPEC)
+    good = []
+    for line in example_lines():
+        try:
+            spec.map(parse_event(line))
+        except LagoSegmentError:
+            continue
+        good.append(line)
+    return good
+
+
+def expected_transaction_ids(lines: list[str]) -> list[str]:
+    spec = MappingSpec.load(SPEC)
+    return sorted(e.transaction_id for line in lines for e in spec.map(parse_event(line)))
+
+
+@pytest.fixture(scope="module")
+def mapped_examples() -> subprocess.CompletedProcess[str]:
+    return run("map", SPEC, EVENTS)
+
+
+@pytest.fixture
+def fake() -> Iterator[tuple[FakeLago, str]]:
+    from lago_segment.testing import FakeLago
+
+    lago = FakeLago(api_key=KEY)
+    with lago.serve() as url:
+        yield lago, url
+
+
+# -- conventions --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["", *COMMANDS])
+def test_every_command_has_help_with_examples(command: str) -> None:
+    result = run(*([command] if command else []), "--help")
+    assert result.returncode == 0
+    assert "example" in result.stdout
+    assert "usage: lago-segment" in result.stdout
+
+
+def test_no_command_is_a_usage_error() -> None:
+    result = run()
+    assert result.returncode == 2
+    assert "usage:" in result.stderr
+
+
+def test_an_unreadable_events_file_is_a_usage_error(tmp_path: Path) -> None:
+    result = run("map", SPEC, tmp_path / "missing.jsonl")
+    assert result.returncode == 2
+    assert "cannot read" in result.stderr
+
+
+# -- check --------------------------------------------------------------------------------
+
+
+def test_check_accepts_the_example_spec() -> None:
+    result = run("check", SPEC)
+    assert result.returncode == 0
+    rules = len(MappingSpec.load(SPEC).rules)
+    assert result.stdout == f"{SPEC}: ok ({rules} rules)\n"
+
+
+def test_check_prints_warnings_without_failing(tmp_path: Path) -> None:
+    spec = tmp_path / "ambiguous.json"
+    rule = {
+        "name": "r",
+        "when": 'type = "track" and event = "a" or event = "b"',
+        "code": "c",
+        "external_subscription_id": {"@path": "$.userId"},
+    }
+    spec.write_text(json.dumps({"rules": [rule]}))
+    result = run("check", spec)
+    assert result.returncode == 0
+    assert result.stderr.startswith(f"{spec}: warning: ")
+
+
+def test_check_prints_every_error_of_a_bad_spec_and_fails(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.toml"
+    spec.write_text(
+        "version = 1\n"
+        "[[rules]]\n"
+        'name = "one"\n'
+        'when = "type = "\n'
+        'code = "c"\n'
+        'external_subscription_id = { "@path" = "$.userId" }\n'
+        "[[rules]]\n"
+        'name = "two"\n'
+        "when = 'type = \"track\"'\n"
+        'code = "c"\n'
+        'external_subscription_id = { "@path" = "$.userId" }\n'
+        "colour = 1\n"
+    )
+    result = run("check", spec)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    errors = result.stderr.splitlines()
+    assert errors[-1] == f"{spec}: 2 errors"
+    assert any("rules[0].when" in e for e in errors[:-1])
+    assert any("rules[1].colour" in e for e in errors[:-1])
+
+
+# -- map ----------------------------------------------------------------------------------
+
+
+def test_map_prints_lago_events_as_json_lines(
+    mapped_examples: subprocess.CompletedProcess[str],
+) -> None:
+    lines = mapped_examples.stdout.splitlines()
+    events = [LagoEvent.from_dict(json.loads(line)) for line in lines]
+    ids = sorted(e.transaction_id for e in events)
+    assert ids == expected_transaction_ids(mappable_lines())
+
+
+def test_map_reports_mapping_failures_with_their_line_and_a_summary(
+    mapped_examples: subprocess.CompletedProcess[str],
+) -> None:
+    failing = [n for n, line in enumerate(example_lines(), 1) if line not in mappable_lines()]
+    for number in failing:
+        assert f"{EVENTS}:{number}: mapping failed" in mapped_examples.stderr
+    assert mapped_examples.stderr.splitlines()[-1].endswith(f"{len(failing)} failed")
+    assert mapped_examples.returncode == 1
+
+
+def test_map_reports_bad_lines_and_still_maps_the_others(
+    tmp_path: Path, mapped_examples: subprocess.CompletedProcess[str]
+) -> None:
+    events = tmp_path / "events.jsonl"
+    lines = example_lines()
+    events.write_text("\n".join([lines[0], "{not json", *lines[1:]]) + "\n")
+    result = run("map", SPEC, events)
+    assert f"{events}:2: invalid event: message is not valid JSON" in result.stderr
+    assert result.stdout == mapped_examples.stdout
+    assert result.returncode == 1
+
+
+def test_map_exits_zero_when_every_event_maps(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(mappable_lines()) + "\n")
+    assert run("map", SPEC, events).returncode == 0
+
+
+@pytest.mark.parametrize("form", ["stdin", "gzip", "batch object", "json array"])
+def test_map_reads_every_input_form(
+    form: str, tmp_path: Path, mapped_examples: subprocess.CompletedProcess[str]
+) -> None:
+    text = EVENTS.read_text(encoding="utf-8")
+    messages = [json.loads(line) for line in example_lines()]
+    path = tmp_path / "events"
+    if form == "stdin":
+        result = run("map", SPEC, "-", stdin=text)
+    else:
+        if form == "gzip":
+            path.write_bytes(gzip.compress(text.encode()))
+        elif form == "batch object":
+            path.write_text(json.dumps({"batch": messages}, indent=2))
+        else:
+            path.write_text(json.dumps(messages))
+        result = run("map", SPEC, path)
+    assert result.stdout == mapped_examples.stdout
+
+
+# -- explain ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["inline", "stdin", "file"])
+def test_explain_prints_the_rule_by_rule_explanation(how: str, tmp_path: Path) -> None:
+    line = example_lines()[0]
+    expected = str(MappingSpec.load(SPEC).explain(parse_event(line)))
+    if how == "inline":
+        result = run("explain", SPEC, line)
+    elif how == "stdin":
+        result = run("explain", SPEC, "-", stdin=line)
+    else:
+        (tmp_path / "event.json").write_text(json.dumps(json.loads(line), indent=2))
+        result = run("explain", SPEC, tmp_path / "event.json")
+    assert result.returncode == 0
+    assert result.stdout == expected + "\n"
+
+
+def test_explain_refuses_an_invalid_event() -> None:
+    result = run("explain", SPEC, '{"type": "track"}')
+    assert result.returncode == 1
+    assert "invalid event" in result.stderr
+
+
+# -- replay -------------------------------------------------------------------------------
+
+
+def test_replay_needs_the_api_key_in_the_environment() -> None:
+    result = run("replay", SPEC, EVENTS)
+    assert result.returncode == 2
+    assert "LAGO_API_KEY" in result.stderr
+
+
+def test_replay_refuses_plain_http_to_a_remote_host() -> None:
+    result = run("replay", SPEC, EVENTS, "--api-url", "http://lago.example", LAGO_API_KEY=KEY)
+    assert result.returncode == 2
+    assert "clear text" in result.stderr
+    assert KEY not in result.stderr
+
+
+def test_replay_refuses_to_resume_from_another_files_checkpoint(tmp_path: Path) -> None:
+    other = tmp_path / "other.jsonl"
+    other.write_text(EVENTS.read_text(encoding="utf-8"))
+    checkpoint = tmp_path / "cp"
+    checkpoint.write_text(json.dumps({"source": str(EVENTS), "position": 3}))
+    result = run("replay", SPEC, other, "--resume", "--checkpoint", checkpoint, LAGO_API_KEY=KEY)
+    assert result.returncode == 2
+    assert "is for" in result.stderr
+
+
+def test_replay_stores_every_mapped_event_once(fake: tuple[FakeLago, str], tmp_path: Path) -> None:
+    lago, url = fake
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(mappable_lines()) + "\n")
+    result = run("replay", SPEC, events, "--api-url", url, LAGO_API_KEY=KEY)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert sorted(lago.stored_transaction_ids()) == expected_transaction_ids(mappable_lines())
+
+
+def test_replay_writes_refused_events_to_a_dead_letter_file_that_replays(
+    fake: tuple[FakeLago, str], tmp_path: Path
+) -> None:
+    lago, url = fake
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(mappable_lines()) + "\n")
+    dead = tmp_path / "dead.jsonl"
+    lago.script(401)  # the first request is refused for good
+    failed = run("replay", SPEC, events, "--api-url", url, "--dead-letter", dead, LAGO_API_KEY=KEY)
+    assert failed.returncode == 1
+    assert lago.stored_transaction_ids() == []
+    records = [json.loads(line) for line in dead.read_text().splitlines()]
+    assert all(r["permanent"] and "401" in r["error"] for r in records)
+
+    retried = run("replay", "--lago-events", dead, "--api-url", url, LAGO_API_KEY=KEY)
+    assert retried.returncode == 0, retried.stderr
+    assert sorted(lago.stored_transaction_ids()) == expected_transaction_ids(mappable_lines())
+
+
+def test_replay_resumes_after_max_events_without_duplicates(
+    fake: tuple[FakeLago, str], tmp_path: Path
+) -> None:
+    lago, url = fake
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(mappable_lines()) + "\n")
+    first = run("replay", SPEC, events, "--api-url", url, "--max-events", "5", LAGO_API_KEY=KEY)
+    assert first.returncode == 0, first.stderr
+    assert len(lago.stored_transaction_ids()) == len(
+        expected_transaction_ids(mappable_lines()[:5])
+    )
+    second = run("replay", SPEC, events, "--api-url", url, "--resume", LAGO_API_KEY=KEY)
+    assert second.returncode == 0, second.stderr
+    assert "0 duplicates" in second.stderr
+    assert sorted(lago.stored_transaction_ids()) == expected_transaction_ids(mappable_lines())
+
+
+def test_an_interrupted_replay_resumes_and_stores_every_event_exactly_once(
+    fake: tuple[FakeLago, str], tmp_path: Path
+) -> None:
+    lago, url = fake
+    lines = mappable_lines()
+    checkpoint = tmp_path / "replay.checkpoint"
+    options = ["--api-url", url, "--checkpoint", checkpoint, "--batch-size", "1"]
+    with popen(
+        "replay", SPEC, "-", *options, "--progress",
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    ) as process:  # fmt: skip
+        assert process.stdin is not None
+        assert process.stderr is not None
+        process.stdin.write("\n".join(lines[:6]) + "\n")
+        process.stdin.flush()
+        # With batches of one, the progress line for event 6 comes after its events
+        # settled; then the CLI waits for more input, and Ctrl-C arrives there.
+        for message in process.stderr:
+            if message.startswith("progress: 6 events read"):
+                break
+        process.send_signal(signal.SIGINT)
+        rest = process.stderr.read()
+        assert process.wait(timeout=30) == 130
+    assert "--resume" in rest
+    assert sorted(lago.stored_transaction_ids()) == expected_transaction_ids(lines[:6])
+
+    resumed = run("replay", SPEC, "-", *options, "--resume", stdin="\n".join(lines) + "\n",
+                  LAGO_API_KEY=KEY)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert "0 duplicates" in resumed.stderr
+    stored = lago.stored_transaction_ids()
+    assert sorted(stored) == expected_transaction_ids(lines)
+    assert len(set(stored)) == len(stored)
+
+
+# -- fake-lago ----------------------------------------------------------------------------
+
+
+def test_fake_lago_never_prints_the_api_key_from_the_environment() -> None:
+    with popen("fake-lago", stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None
+        banner = "".join(process.stdout.readline() for _ in range(3))
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+    assert "export LAGO_API_KEY=fake-" in banner
+    assert KEY not in banner  # popen() sets LAGO_API_KEY=KEY in its environment
+
+
+def test_fake_lago_serves_until_ctrl_c_and_prints_url_and_key() -> None:
+    with popen(
+        "fake-lago", "--api-key", "fake-key", stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as process:
+        assert process.stdout is not None
+        banner = [process.stdout.readline() for _ in range(3)]
+        exports = dict(line.removeprefix("export ").strip().split("=", 1) for line in banner[1:])
+        assert exports["LAGO_API_KEY"] == "fake-key"
+        event = {"transaction_id": "t1", "external_subscription_id": "s1", "code": "c",
+                 "timestamp": 1700000000}  # fmt: skip
+        response = httpx.post(
+            f"{exports['LAGO_API_URL']}/api/v1/events",
+            json={"event": event},
+            headers={"Authorization": "Bearer fake-key"},
+        )
+        assert response.status_code == 200
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert "stored 1 event" in stderr
