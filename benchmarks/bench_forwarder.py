@@ -16,6 +16,8 @@ from __future__ import annotations
 import gc
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -236,46 +238,54 @@ def _rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _offer(forwarder: Forwarder, events: list[dict[str, Any]], n: int, start: int) -> None:
-    for i in range(start, start + n):
-        forwarder.forward({**events[i % len(events)], "messageId": f"mem-{i:08d}"})
+def _memory_child(mode: str) -> None:
+    """In a fresh process: RSS before, after 10k and after 1M events offered, Lago down."""
+    spec, events, _ = load_spec_and_events()
+    client = _StuckClient()
+    with tempfile.TemporaryDirectory() as tmp:
+        forwarder = Forwarder(
+            client,
+            spec=spec,
+            max_queue_size=10_000,
+            on_full="drop",
+            on_error=lambda failure: None,
+            spool=Path(tmp) / "spool.db" if mode == "spool" else None,
+            max_spool_events=2 * MEMORY_OFFERED,
+            flush_at_exit=False,
+        )
+        samples = [_rss_mb()]
+        offered = 0
+        for n in (10_000, MEMORY_OFFERED - 10_000):
+            for i in range(offered, offered + n):
+                forwarder.forward({**events[i % len(events)], "messageId": f"mem-{i:08d}"})
+            offered += n
+            gc.collect()
+            samples.append(_rss_mb())
+        client.release.set()
+        forwarder.close(timeout=0)
+    print(json.dumps(samples))
 
 
 def bench_memory() -> list[Result]:
-    spec, events, _ = load_spec_and_events()
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for mode in ("memory", "spool"):
-            client = _StuckClient()
-            forwarder = Forwarder(
-                client,
-                spec=spec,
-                max_queue_size=10_000,
-                on_full="drop",
-                on_error=lambda failure: None,
-                spool=Path(tmp) / "spool.db" if mode == "spool" else None,
-                max_spool_events=2 * MEMORY_OFFERED,
-                flush_at_exit=False,
+    for mode in ("memory", "spool"):
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.bench_forwarder", "--memory-child", mode],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
+        before, at_10k, at_1m = json.loads(done.stdout.splitlines()[-1])
+        rows.append(
+            Result(
+                f"RSS growth 10k->1M offered, Lago down, {mode}",
+                at_1m - at_10k,
+                "MB",
+                "RSS growth 0->10k offered",
+                at_10k - before,
             )
-            gc.collect()
-            before = _rss_mb()
-            _offer(forwarder, events, 10_000, 0)
-            gc.collect()
-            at_10k = _rss_mb()
-            _offer(forwarder, events, MEMORY_OFFERED - 10_000, 10_000)
-            gc.collect()
-            at_1m = _rss_mb()
-            client.release.set()
-            forwarder.close(timeout=0)
-            rows.append(
-                Result(
-                    f"RSS growth, 10k->1M offered, {mode} mode",
-                    max(at_1m - at_10k, 0.0),
-                    "MB",
-                    "RSS growth 0->10k",
-                    max(at_10k - before, 0.01),
-                )
-            )
+        )
     return rows
 
 
@@ -284,4 +294,7 @@ def run() -> list[Result]:
 
 
 if __name__ == "__main__":
-    print_table(run())
+    if sys.argv[1:2] == ["--memory-child"]:
+        _memory_child(sys.argv[2])
+    else:
+        print_table(run())
