@@ -6,21 +6,20 @@ The flow, one module per stage::
                      ->  mapping.MappingSpec      (which Lago events it becomes)
                      ->  lago.LagoEvent           (validated Lago wire shape)
                      ->  client.LagoClient        (batch, retry, deliver)
+                     ->  forwarder.Forwarder      (background batching, spool)
 
-Everything a user needs is importable from here.
+Everything a user needs is importable from here. The exception tree is
+imported at once; every other name is loaded on first use (PEP 562), so that
+``import lago_segment.testing`` (and the pytest plugin it backs) or the CLI's
+``--help`` do not pay for httpx and the mapping compiler.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .client import (
-    EU_API_URL,
-    US_API_URL,
-    AsyncLagoClient,
-    BatchResult,
-    DeliveryFailure,
-    LagoClient,
-    RateLimitInfo,
-    RetryPolicy,
-)
 from .errors import (
     ConfigurationError,
     DropEvent,
@@ -45,21 +44,63 @@ from .errors import (
     RetryError,
     ValidationError,
 )
-from .events import (
-    Alias,
-    Delete,
-    Group,
-    Identify,
-    Page,
-    Screen,
-    SegmentEvent,
-    Track,
-    iter_events,
-    parse_batch,
-    parse_event,
-)
-from .lago import LagoEvent
-from .mapping import AmbiguousFQLWarning, MappingSpec
+
+if TYPE_CHECKING:
+    from .client import (
+        EU_API_URL,
+        US_API_URL,
+        AsyncLagoClient,
+        BatchResult,
+        DeliveryFailure,
+        LagoClient,
+        RateLimitInfo,
+        RetryPolicy,
+    )
+    from .events import (
+        Alias,
+        Delete,
+        Group,
+        Identify,
+        Page,
+        Screen,
+        SegmentEvent,
+        Track,
+        iter_events,
+        parse_batch,
+        parse_event,
+    )
+    from .lago import (
+        LagoEvent,
+    )
+    from .mapping import (
+        AmbiguousFQLWarning,
+        MappingSpec,
+    )
+
+_LAZY: dict[str, str] = {
+    "EU_API_URL": "client",
+    "US_API_URL": "client",
+    "AsyncLagoClient": "client",
+    "BatchResult": "client",
+    "DeliveryFailure": "client",
+    "LagoClient": "client",
+    "RateLimitInfo": "client",
+    "RetryPolicy": "client",
+    "Alias": "events",
+    "Delete": "events",
+    "Group": "events",
+    "Identify": "events",
+    "Page": "events",
+    "Screen": "events",
+    "SegmentEvent": "events",
+    "Track": "events",
+    "iter_events": "events",
+    "parse_batch": "events",
+    "parse_event": "events",
+    "LagoEvent": "lago",
+    "AmbiguousFQLWarning": "mapping",
+    "MappingSpec": "mapping",
+}
 
 __all__ = [
     "Alias",
@@ -108,3 +149,16 @@ __all__ = [
     "parse_event",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

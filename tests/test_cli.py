@@ -27,6 +27,7 @@ from lago_segment.lago import LagoEvent
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "examples" / "lago-mapping.toml"
 EVENTS = ROOT / "examples" / "segment-events.jsonl"
+UNMAPPABLE = ROOT / "examples" / "segment-events-unmappable.jsonl"
 KEY = "cli-test-key"
 COMMANDS = ["check", "map", "explain", "replay", "fake-lago"]
 
@@ -61,7 +62,11 @@ def popen(*args: str | Path, **options: Any) -> subprocess.Popen[str]:
 
 
 def example_lines() -> list[str]:
-    return EVENTS.read_text(encoding="utf-8").splitlines()
+    """The bundled events: those that map, then those that cannot."""
+    return [
+        *EVENTS.read_text(encoding="utf-8").splitlines(),
+        *UNMAPPABLE.read_text(encoding="utf-8").splitlines(),
+    ]
 
 
 def mappable_lines() -> list[str]:
@@ -180,14 +185,24 @@ def test_map_prints_lago_events_as_json_lines(
     assert ids == expected_transaction_ids(mappable_lines())
 
 
-def test_map_reports_mapping_failures_with_their_line_and_a_summary(
+def test_map_of_the_bundled_examples_succeeds(
     mapped_examples: subprocess.CompletedProcess[str],
 ) -> None:
-    failing = [n for n, line in enumerate(example_lines(), 1) if line not in mappable_lines()]
+    assert mapped_examples.returncode == 0
+    assert mapped_examples.stderr.splitlines()[-1].endswith(" 0 failed")
+
+
+def test_map_reports_mapping_failures_with_their_line_and_a_summary(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(example_lines()) + "\n")
+    result = run("map", SPEC, events)
+    good = mappable_lines()
+    failing = [n for n, line in enumerate(example_lines(), 1) if line not in good]
+    assert len(failing) == 3
     for number in failing:
-        assert f"{EVENTS}:{number}: mapping failed" in mapped_examples.stderr
-    assert mapped_examples.stderr.splitlines()[-1].endswith(f"{len(failing)} failed")
-    assert mapped_examples.returncode == 1
+        assert f"{events}:{number}: mapping failed" in result.stderr
+    assert result.stderr.splitlines()[-1].endswith(f"{len(failing)} failed")
+    assert result.returncode == 1
 
 
 def test_map_reports_bad_lines_and_still_maps_the_others(
@@ -213,7 +228,7 @@ def test_map_reads_every_input_form(
     form: str, tmp_path: Path, mapped_examples: subprocess.CompletedProcess[str]
 ) -> None:
     text = EVENTS.read_text(encoding="utf-8")
-    messages = [json.loads(line) for line in example_lines()]
+    messages = [json.loads(line) for line in text.splitlines()]
     path = tmp_path / "events"
     if form == "stdin":
         result = run("map", SPEC, "-", stdin=text)

@@ -469,19 +469,22 @@ def test_the_example_spec_maps_the_example_events_as_documented() -> None:
     outcomes = {"mapped": 0, "unmatched": 0, "failed": 0}
     lago_events = []
     failures = []
-    with (EXAMPLES / "segment-events.jsonl").open("rb") as lines:
-        for line in lines:
-            try:
-                mapped = spec.map(line)
-            except MappingError as exc:
-                outcomes["failed"] += 1
-                failures.append((exc.rule, exc.field, exc.message_id))
-                continue
-            outcomes["mapped" if mapped else "unmatched"] += 1
-            lago_events.extend(mapped)
+    for name in ("segment-events.jsonl", "segment-events-unmappable.jsonl"):
+        with (EXAMPLES / name).open("rb") as lines:
+            for line in lines:
+                try:
+                    mapped = spec.map(line)
+                except MappingError as exc:
+                    outcomes["failed"] += 1
+                    failures.append((name, exc.rule, exc.field, exc.message_id))
+                    continue
+                outcomes["mapped" if mapped else "unmatched"] += 1
+                lago_events.extend(mapped)
     assert outcomes == {"mapped": 19, "unmatched": 9, "failed": 3}
     assert len(lago_events) == 25
-    assert sorted(failures) == [
+    # Every failure is in the file meant for them: the main examples map cleanly.
+    assert {name for name, *_ in failures} == {"segment-events-unmappable.jsonl"}
+    assert sorted(failure[1:] for failure in failures) == [
         ("storage", "properties.bytes", "7f780056-b2cd-410d-b1ad-edbc5c915e93"),
         ("track-events", "external_subscription_id", "7ef992a8-3e47-4134-8a4b-cd42101034a8"),
         (

@@ -2,21 +2,49 @@
 
 - :class:`FakeLago`: Lago's events endpoints in memory, with Lago's semantics,
   as an ``httpx.MockTransport`` or a loopback HTTP server, with fault injection.
+- :class:`FakeLagoFixture`: a FakeLago with clients wired to it and assertions
+  (the ``fake_lago`` pytest fixture).
+- :class:`SegmentEventFactory` / :data:`segment_event`: valid Segment messages.
 - :func:`set_testing`: make every client retry without waiting.
 
->>> import httpx
->>> from lago_segment.client import LagoClient
->>> from lago_segment.testing import FakeLago
->>> fake = FakeLago(api_key="test-key")
->>> client = LagoClient(
-...     "test-key", api_url=fake.url, http_client=httpx.Client(transport=fake.transport)
-... )
+Importing this module costs nothing heavy: the names backed by httpx are
+loaded on first use, so the pytest plugin (``lago_segment.testing._pytest_plugin``)
+stays free in test suites that do not use it.
 """
 
 from __future__ import annotations
 
-from lago_segment._core import is_testing, set_testing
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from ._fake_lago import FakeLago, Fault
+from ._factory import SegmentEventFactory, segment_event
 
-__all__ = ["FakeLago", "Fault", "is_testing", "set_testing"]
+if TYPE_CHECKING:
+    from lago_segment._core import is_testing, set_testing
+
+    from ._fake_lago import FakeLago, Fault
+    from ._fixture import FakeLagoFixture
+
+__all__ = [
+    "FakeLago",
+    "FakeLagoFixture",
+    "Fault",
+    "SegmentEventFactory",
+    "is_testing",
+    "segment_event",
+    "set_testing",
+]
+
+_LAZY = {
+    "FakeLago": "lago_segment.testing._fake_lago",
+    "Fault": "lago_segment.testing._fake_lago",
+    "FakeLagoFixture": "lago_segment.testing._fixture",
+    "is_testing": "lago_segment._core",
+    "set_testing": "lago_segment._core",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
