@@ -69,6 +69,14 @@ if TYPE_CHECKING:
         parse_batch,
         parse_event,
     )
+    from .forwarder import (
+        AsyncForwarder,
+        Forwarder,
+        ForwarderStats,
+        ForwardingError,
+        HandlerRetry,
+        Settings,
+    )
     from .lago import (
         LagoEvent,
     )
@@ -78,6 +86,12 @@ if TYPE_CHECKING:
     )
 
 _LAZY: dict[str, str] = {
+    "AsyncForwarder": "forwarder",
+    "Forwarder": "forwarder",
+    "ForwarderStats": "forwarder",
+    "ForwardingError": "forwarder",
+    "HandlerRetry": "forwarder",
+    "Settings": "forwarder",
     "EU_API_URL": "client",
     "US_API_URL": "client",
     "AsyncLagoClient": "client",
@@ -105,6 +119,7 @@ _LAZY: dict[str, str] = {
 __all__ = [
     "Alias",
     "AmbiguousFQLWarning",
+    "AsyncForwarder",
     "AsyncLagoClient",
     "BatchResult",
     "ConfigurationError",
@@ -113,10 +128,14 @@ __all__ = [
     "DropEvent",
     "EU_API_URL",
     "EventNotSupported",
+    "Forwarder",
     "ForwarderClosedError",
     "ForwarderError",
+    "ForwarderStats",
+    "ForwardingError",
     "Group",
     "HandlerError",
+    "HandlerRetry",
     "Identify",
     "InvalidEventPayload",
     "InvalidLagoEvent",
@@ -141,6 +160,7 @@ __all__ = [
     "RetryPolicy",
     "Screen",
     "SegmentEvent",
+    "Settings",
     "Track",
     "US_API_URL",
     "ValidationError",
