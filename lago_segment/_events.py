@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import IO, Any, ClassVar
@@ -63,11 +64,15 @@ _ISO_RE = re.compile(
 )
 
 
+_Z_NEEDS_REWRITE = sys.version_info < (3, 11)
+
+
 def _parse_iso(text: str) -> datetime | None:
     """An aware datetime for an ISO-8601 string (naive means UTC), or None."""
     dt: datetime | None
-    # Most Segment timestamps end in "Z", which 3.10's fromisoformat rejects.
-    fast = text[:-1] + "+00:00" if text[-1:] == "Z" else text
+    # Most Segment timestamps end in "Z", which 3.10's fromisoformat rejects
+    # (3.11's takes it as it is).
+    fast = text[:-1] + "+00:00" if _Z_NEEDS_REWRITE and text[-1:] == "Z" else text
     try:
         dt = datetime.fromisoformat(fast)
     except ValueError:
@@ -302,7 +307,7 @@ def _obj(d: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     if type(value) is dict:
         return value
     if value is None:
-        return _EMPTY
+        return {}  # a fresh one: events must not share a mutable default
     if isinstance(value, Mapping):
         return value
     raise InvalidEventPayload(f"{key} must be an object, not {_kind(value)}", f"$.{key}")
@@ -531,8 +536,8 @@ def _from_dict(d: dict[str, Any]) -> SegmentEvent:
     except KeyError:
         raise InvalidEventPayload(f'unknown type "{type_}"', "$.type") from None
     fields = _common(d)
-    unknown = d.keys() - _KNOWN[key]
-    fields["extra"] = {k: v for k, v in d.items() if k in unknown} if unknown else {}
+    known = _KNOWN[key]
+    fields["extra"] = {} if known.issuperset(d) else {k: v for k, v in d.items() if k not in known}
     event = build(d, fields)
     if key not in _ID_OPTIONAL and not (fields["user_id"] or fields["anonymous_id"]):
         raise InvalidEventPayload("neither userId nor anonymousId")

@@ -19,6 +19,7 @@ import attrs
 
 from ._handlers import CALL_TYPES, Handler, HandlerRetry, Settings, run_handler
 from .errors import (
+    ConfigurationError,
     ForwarderClosedError,
     InvalidEventPayload,
     MappingError,
@@ -288,13 +289,17 @@ class Core:
         sleep: Callable[[float], None],
     ) -> None:
         if not 1 <= batch_size <= 100:
-            raise ValueError(
-                f"batch_size must be between 1 and 100 (Lago's limit), not {batch_size}"
+            raise ConfigurationError(
+                "batch_size", f"must be between 1 and 100 (Lago's limit), not {batch_size}"
             )
         if on_full not in ("raise", "block", "drop"):
-            raise ValueError(f"on_full must be 'raise', 'block' or 'drop', not {on_full!r}")
+            raise ConfigurationError(
+                "on_full", f"must be 'raise', 'block' or 'drop', not {on_full!r}"
+            )
         if mapping_errors not in ("raise", "report"):
-            raise ValueError(f"mapping_errors must be 'raise' or 'report', not {mapping_errors!r}")
+            raise ConfigurationError(
+                "mapping_errors", f"must be 'raise' or 'report', not {mapping_errors!r}"
+            )
         self.spec = spec
         self.settings = settings if isinstance(settings, Settings) else Settings(settings)
         if on_error is None:
@@ -319,8 +324,9 @@ class Core:
     def on(self, call_type: str) -> Callable[[Handler], Handler]:
         """The ``@forwarder.on("track")`` decorator."""
         if call_type not in CALL_TYPES:
-            raise ValueError(
-                f"unknown call type {call_type!r}: expected one of {', '.join(sorted(CALL_TYPES))}"
+            expected = ", ".join(sorted(CALL_TYPES))
+            raise ConfigurationError(
+                "call_type", f"unknown call type {call_type!r}: expected one of {expected}"
             )
 
         def register(handler: Handler) -> Handler:

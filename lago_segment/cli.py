@@ -10,7 +10,7 @@ be mapped or stored, 2 for usage errors (bad arguments, unreadable files,
 missing ``LAGO_API_KEY``), 130 when interrupted with Ctrl-C.
 
 Built on :mod:`argparse`, not click: the library's only runtime dependencies
-are httpx, attrs and cattrs, and a CLI is no reason to add one. Heavy modules
+are httpx and attrs, and a CLI is no reason to add one. Heavy modules
 are imported by the subcommand that needs them, so ``--help`` stays instant.
 """
 

@@ -7,7 +7,7 @@ Every exception the library raises on purpose derives from
     ├── InvalidEventPayload        a Segment message is malformed
     ├── InvalidLagoEvent           a Lago event would be rejected by Lago
     ├── MappingError               a mapping spec is invalid, or cannot map an event
-    ├── ConfigurationError         a client option is invalid (e.g. http:// to a remote host)
+    ├── ConfigurationError         an option is invalid (e.g. http:// to a remote host)
     ├── LagoAPIError               Lago answered with an error status
     │   ├── LagoAuthenticationError    401 / 403
     │   ├── LagoNotFoundError          404
@@ -168,7 +168,7 @@ class MappingError(LagoSegmentError):
 
 
 class ConfigurationError(LagoSegmentError, ValueError):
-    """A client option is invalid: :attr:`option` names it.
+    """An option of a client or a forwarder is invalid: :attr:`option` names it.
 
     For example an ``http://`` ``api_url`` to a host that is not loopback
     (the API key would travel in clear text) or a retry policy with

@@ -42,6 +42,7 @@ from ._forwarder_core import (
 from ._handlers import Handler, HandlerRetry, Settings
 from ._spool import SpoolStore
 from .errors import (
+    ConfigurationError,
     ForwarderClosedError,
     ForwarderError,
     HandlerError,
@@ -120,7 +121,7 @@ class _BaseForwarder:
         sleep: Callable[[float], None],
     ) -> None:
         if flush_interval <= 0:
-            raise ValueError(f"flush_interval must be positive, not {flush_interval}")
+            raise ConfigurationError("flush_interval", f"must be positive, not {flush_interval}")
         store: Store
         if spool is None:
             store = MemoryStore(max_queue_size)
@@ -449,6 +450,10 @@ class Forwarder(_BaseForwarder):
             self.close(self._atexit_timeout)
 
 
+def _no_wait(seconds: float) -> None:
+    """The async forwarder's default handler-retry wait: none (see its docstring)."""
+
+
 class AsyncForwarder(_BaseForwarder):
     """The asyncio forwarder: ``forward()`` is a plain call; one task sends.
 
@@ -458,6 +463,10 @@ class AsyncForwarder(_BaseForwarder):
     runs. The sender task starts on the first ``forward()`` made on a running
     loop (or on ``async with``). Close it with ``await forwarder.aclose()``;
     there is no ``atexit`` flush for asyncio (the loop is gone by then).
+
+    A handler raising :class:`~lago_segment.RetryError` is retried at once,
+    without waiting by default: ``forward()`` runs on the event loop, and a
+    sleep there would stall every coroutine. Pass ``sleep`` only with care.
 
     >>> async with AsyncForwarder(client, spec=spec) as fwd:  # doctest: +SKIP
     ...     fwd.forward(segment_event)
@@ -479,11 +488,11 @@ class AsyncForwarder(_BaseForwarder):
         spool_retry_wait: float = 1.0,
         mapping_errors: Literal["raise", "report"] = "raise",
         handler_retry: HandlerRetry | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = _no_wait,
     ) -> None:
         if on_full not in ("raise", "drop"):
-            raise ValueError(
-                f"AsyncForwarder's on_full must be 'raise' or 'drop', not {on_full!r}"
+            raise ConfigurationError(
+                "on_full", f"must be 'raise' or 'drop' for AsyncForwarder, not {on_full!r}"
             )
         super().__init__(
             spec=spec,

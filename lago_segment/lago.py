@@ -135,7 +135,7 @@ def _render_property(value: PropertyValue) -> str | int | float:
     return value
 
 
-@attrs.frozen(slots=True)
+@attrs.frozen(slots=True, init=False)
 class LagoEvent:
     """One usage event for Lago's events API.
 
@@ -164,40 +164,62 @@ class LagoEvent:
     """The billable metric code."""
     timestamp: Timestamp
     """When the usage happened: an aware datetime, or Unix seconds."""
-    properties: Mapping[str, PropertyValue] = attrs.field(
-        factory=dict, converter=_copy_properties, hash=False
-    )
+    properties: Mapping[str, PropertyValue] = attrs.field(hash=False)
     """Metric properties: string keys, string or number values."""
-    precise_total_amount_cents: Decimal | str | None = attrs.field(
-        default=None, converter=_check_amount
-    )
+    precise_total_amount_cents: Decimal | str | None
     """For dynamic pricing: the exact amount, in cents, as a decimal."""
     # Whether a property is a Decimal, decided once at construction so that
     # to_dict() can copy the properties at C speed in the common case.
-    _has_decimal: bool = attrs.field(init=False, default=False, eq=False, repr=False)
+    _has_decimal: bool = attrs.field(init=False, eq=False, repr=False)
 
-    def __attrs_post_init__(self) -> None:
-        # One method instead of a converter per field: constructing events is
-        # on the hot path of every forwarder. The slow helpers run only when
-        # the fast checks fail, and raise the precise error.
-        for name in ("transaction_id", "external_subscription_id", "code"):
-            value = getattr(self, name)
-            if type(value) is not str or not value.strip():
-                _require_id(name, value)
-        ts = self.timestamp
-        if type(ts) is not int and (
-            type(ts) is not datetime or ts.tzinfo is None or ts.utcoffset() is None
+    def __init__(  # noqa: PLR0917 (the positional order attrs would generate)
+        self,
+        transaction_id: str,
+        external_subscription_id: str,
+        code: str,
+        timestamp: Timestamp,
+        properties: Mapping[str, PropertyValue] | None = None,
+        precise_total_amount_cents: Decimal | str | None = None,
+    ) -> None:
+        # Written by hand rather than generated with a converter per field:
+        # every forwarded event is built here. The common, valid case is
+        # checked inline; the helpers run only to raise the precise error.
+        if type(transaction_id) is not str or not transaction_id.strip():
+            _require_id("transaction_id", transaction_id)
+        if type(external_subscription_id) is not str or not external_subscription_id.strip():
+            _require_id("external_subscription_id", external_subscription_id)
+        if type(code) is not str or not code.strip():
+            _require_id("code", code)
+        if type(timestamp) is not int and (
+            type(timestamp) is not datetime
+            or timestamp.tzinfo is None
+            or timestamp.utcoffset() is None
         ):
-            _check_timestamp(ts)
-        for key, item in self.properties.items():
-            # The common cases first, without building any string: this runs
-            # for every property of every event.
+            _check_timestamp(timestamp)
+        if type(properties) is dict:
+            props = dict(properties)
+        else:
+            props = {} if properties is None else _copy_properties(properties)
+        has_decimal = False
+        for key, item in props.items():
             kind = type(item)
             if (kind is str or kind is int) and type(key) is str:
                 continue
             _check_property(key, item)
-            if isinstance(item, Decimal):
-                object.__setattr__(self, "_has_decimal", True)
+            has_decimal = has_decimal or isinstance(item, Decimal)
+        amount = (
+            None
+            if precise_total_amount_cents is None
+            else _check_amount(precise_total_amount_cents)
+        )
+        setattr_ = object.__setattr__
+        setattr_(self, "transaction_id", transaction_id)
+        setattr_(self, "external_subscription_id", external_subscription_id)
+        setattr_(self, "code", code)
+        setattr_(self, "timestamp", timestamp)
+        setattr_(self, "properties", props)
+        setattr_(self, "precise_total_amount_cents", amount)
+        setattr_(self, "_has_decimal", has_decimal)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON object Lago accepts for this event.
@@ -222,7 +244,11 @@ class LagoEvent:
                 else dict(properties)
             )
         if self.precise_total_amount_cents is not None:
-            body["precise_total_amount_cents"] = str(self.precise_total_amount_cents)
+            amount = self.precise_total_amount_cents
+            # A string goes as written; a Decimal in plain notation, never "1E+3".
+            body["precise_total_amount_cents"] = (
+                amount if isinstance(amount, str) else format(amount, "f")
+            )
         return body
 
     @classmethod

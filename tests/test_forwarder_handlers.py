@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 from forwarder_support import Driver, FakeSender, TinySpec, lago, track
 
 from lago_segment.errors import (
+    ConfigurationError,
     DropEvent,
     EventNotSupported,
     InvalidEventPayload,
@@ -193,3 +195,40 @@ def test_settings_are_read_only() -> None:
     settings = Settings({"a": 1})
     with pytest.raises(TypeError):
         settings["a"] = 2  # type: ignore[index]
+
+
+async def test_async_forwarder_retries_a_handler_without_blocking_the_loop(
+    monkeypatch: pytest.MonkeyPatch, errors: list[ForwardingError]
+) -> None:
+    # forward() runs on the event loop: a time.sleep there would stall it.
+    def no_blocking_sleep(seconds: float) -> None:
+        raise AssertionError(f"time.sleep({seconds}) called on the event loop")
+
+    monkeypatch.setattr(time, "sleep", no_blocking_sleep)
+    driver = Driver("asyncio")
+    sender = driver.sender()
+    fwd = driver.make(sender, on_error=errors.append)
+    calls = []
+
+    @fwd.on("track")
+    def handler(event: Track, settings: Settings) -> LagoEvent:
+        calls.append(event.message_id)
+        if len(calls) < 3:
+            raise RetryError("lookup service busy")
+        return lago(7)
+
+    fwd.forward(track(7))
+    await driver.close(fwd)
+    assert (len(calls), sender.stored, errors) == (3, ["m7"], [])
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("batch_size", 101), ("on_full", "wait"), ("mapping_errors", "ignore")],
+)
+def test_invalid_options_raise_configuration_error(
+    driver: Driver, option: str, value: object
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        driver.make(driver.sender(), **{option: value})
+    assert info.value.option == option

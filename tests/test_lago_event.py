@@ -131,3 +131,14 @@ def test_events_are_frozen() -> None:
     event = make()
     with pytest.raises(AttributeError):
         event.code = "other"  # type: ignore[misc]
+
+
+def test_decimal_amounts_are_sent_in_plain_notation() -> None:
+    event = make(precise_total_amount_cents=Decimal("1E+3"))
+    assert event.to_dict()["precise_total_amount_cents"] == "1000"
+
+
+def test_string_amounts_are_sent_as_written() -> None:
+    assert (
+        make(precise_total_amount_cents="12.50").to_dict()["precise_total_amount_cents"] == "12.50"
+    )
