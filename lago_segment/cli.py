@@ -504,8 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run an in-memory Lago on 127.0.0.1 to try things without an account",
         description=_wrap(
             "Serve FakeLago, an in-memory stand-in for Lago's events API, on "
-            "127.0.0.1. Prints its URL and an API key (LAGO_API_KEY if set, else a random "
-            "one) as shell exports; runs until Ctrl-C (exit code 0)."
+            "127.0.0.1. Prints its URL and its API key (random unless --api-key gives one; "
+            "never LAGO_API_KEY, which may hold a real key) as shell exports; runs until "
+            "Ctrl-C (exit code 0)."
         ),
         epilog="example:\n"
         "  lago-segment fake-lago --port 8765\n"
