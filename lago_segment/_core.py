@@ -15,6 +15,7 @@ import email.utils
 import ipaddress
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
@@ -169,12 +170,14 @@ Flow = Generator[Step, Reply, T]
 
 
 def _number(value: str | None) -> float | None:
+    # A header is server input: "inf" or "nan" must not crash int() or wait forever.
     if value is None:
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         return None
+    return number if math.isfinite(number) else None
 
 
 def _reset_seconds(value: str | None, now: float) -> float | None:

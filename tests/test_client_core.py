@@ -15,6 +15,7 @@ from lago_segment._core import (
     Wait,
     check_api_url,
     plan_batches,
+    rate_limit_info,
     rejected_indices,
     server_wait,
 )
@@ -49,7 +50,8 @@ def test_rejected_indices_reads_index_keyed_details() -> None:
 
 
 @pytest.mark.parametrize(
-    "details", [{}, {"events": ["no_events"]}, {"5": {"code": ["x"]}}, {"0": ["x"]}]
+    "details",
+    [{}, {"events": ["no_events"]}, {"5": {"code": ["x"]}}, {"0": ["x"]}],
 )
 def test_rejected_indices_is_none_when_the_batch_was_refused_as_a_whole(
     details: dict[str, object],
@@ -69,6 +71,17 @@ def test_retry_after_wins_over_ratelimit_reset() -> None:
 
 def test_ratelimit_reset_as_an_epoch_instant_is_made_relative() -> None:
     assert server_wait(httpx.Headers({"X-RateLimit-Reset": "1700000005"}), now=1700000000) == 5
+
+
+@pytest.mark.parametrize("name", ["Retry-After", "X-RateLimit-Reset"])
+@pytest.mark.parametrize("value", ["inf", "nan", "1e400"])
+def test_a_non_finite_wait_header_is_ignored(name: str, value: str) -> None:
+    assert server_wait(httpx.Headers({name: value})) is None
+
+
+def test_non_finite_rate_limit_headers_are_ignored_not_raised() -> None:
+    headers = httpx.Headers({"X-RateLimit-Limit": "inf", "X-RateLimit-Remaining": "nan"})
+    assert rate_limit_info(headers) is None
 
 
 @pytest.mark.parametrize(
