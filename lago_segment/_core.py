@@ -288,7 +288,10 @@ def rejected_indices(details: Mapping[str, Any], size: int) -> dict[int, Mapping
         return None
     rejected: dict[int, Mapping[str, Any]] = {}
     for key, value in details.items():
-        if not (isinstance(key, str) and key.isdigit()) or not isinstance(value, Mapping):
+        # isascii: "²".isdigit() is True, but int("²") raises.
+        if not (isinstance(key, str) and key.isascii() and key.isdigit()):
+            return None
+        if not isinstance(value, Mapping):
             return None
         index = int(key)
         if index >= size:

@@ -51,7 +51,7 @@ def test_rejected_indices_reads_index_keyed_details() -> None:
 
 @pytest.mark.parametrize(
     "details",
-    [{}, {"events": ["no_events"]}, {"5": {"code": ["x"]}}, {"0": ["x"]}],
+    [{}, {"events": ["no_events"]}, {"5": {"code": ["x"]}}, {"0": ["x"]}, {"²": {"code": ["x"]}}],
 )
 def test_rejected_indices_is_none_when_the_batch_was_refused_as_a_whole(
     details: dict[str, object],
