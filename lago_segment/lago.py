@@ -282,7 +282,7 @@ class LagoEvent:
             external_subscription_id=data["external_subscription_id"],
             code=data["code"],
             timestamp=timestamp,
-            properties=data.get("properties") or {},
+            properties=data.get("properties"),
             precise_total_amount_cents=data.get("precise_total_amount_cents"),
         )
 

@@ -127,6 +127,16 @@ def test_from_dict_refuses_camel_case_keys() -> None:
         LagoEvent.from_dict({**BASE, "transactionId": "x"})
 
 
+@pytest.mark.parametrize("properties", [[], "", 0])
+def test_from_dict_refuses_properties_that_are_not_an_object(properties: object) -> None:
+    with pytest.raises(InvalidLagoEvent, match="properties"):
+        LagoEvent.from_dict({**BASE, "properties": properties})
+
+
+def test_from_dict_reads_null_properties_as_empty() -> None:
+    assert LagoEvent.from_dict({**BASE, "properties": None}).properties == {}
+
+
 def test_events_are_frozen() -> None:
     event = make()
     with pytest.raises(AttributeError):
