@@ -66,8 +66,11 @@ def test_camel_case_keys_are_dropped_so_the_id_is_missing(
     assert fake.events == []
 
 
-def test_an_iso_timestamp_is_an_invalid_format(http: httpx.Client) -> None:
-    response = http.post("/api/v1/events", json={"event": event(timestamp="2022-04-29T12:00Z")})
+@pytest.mark.parametrize("timestamp", ["2022-04-29T12:00Z", "1651240791\n", "١٢٣"])
+def test_a_timestamp_that_is_not_unix_seconds_is_an_invalid_format(
+    http: httpx.Client, timestamp: str
+) -> None:
+    response = http.post("/api/v1/events", json={"event": event(timestamp=timestamp)})
     assert response.json()["error_details"] == {"timestamp": ["invalid_format"]}
 
 

@@ -31,7 +31,7 @@ _KNOWN_KEYS = (
     "properties",
     "precise_total_amount_cents",
 )
-_UNIX_SECONDS = re.compile(r"^\d+(\.\d+)?$")
+_UNIX_SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
 _MAX_BATCH = 100
 
 
@@ -312,7 +312,7 @@ class FakeLago:
             event["timestamp"] = int(time.time())  # Lago: time of reception
         elif isinstance(timestamp, bool) or not (
             isinstance(timestamp, (int, float))
-            or (isinstance(timestamp, str) and _UNIX_SECONDS.match(timestamp))
+            or (isinstance(timestamp, str) and _UNIX_SECONDS.fullmatch(timestamp))
         ):
             errors["timestamp"] = ["invalid_format"]
         properties = event.get("properties")
