@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from lago_segment.errors import ConfigurationError
 from lago_segment.testing import FakeLago, Fault
 
 KEY = "fake-key"
@@ -169,6 +170,12 @@ def test_random_faults_replay_with_the_same_seed(http: httpx.Client) -> None:
     first = run()
     assert first == run()
     assert 0 < len(first) < 30
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.5])
+def test_fail_randomly_refuses_a_rate_outside_0_to_1(fake: FakeLago, rate: float) -> None:
+    with pytest.raises(ConfigurationError, match="rate"):
+        fake.fail_randomly(rate)
 
 
 def test_concurrent_batches_from_threads_are_each_stored_once(fake: FakeLago) -> None:

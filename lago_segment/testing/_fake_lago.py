@@ -21,6 +21,8 @@ from typing import Any
 import attrs
 import httpx
 
+from lago_segment.errors import ConfigurationError
+
 __all__ = ["FakeLago", "Fault"]
 
 _KNOWN_KEYS = (
@@ -189,7 +191,7 @@ class FakeLago:
         Seeded, so a failing run can be replayed. Scripted faults go first.
         """
         if not 0 <= rate <= 1:
-            raise ValueError(f"rate must be between 0 and 1, not {rate}")
+            raise ConfigurationError("rate", f"must be between 0 and 1, not {rate}")
         with self._lock:
             self._rng = random.Random(seed)
             self._rate = rate
