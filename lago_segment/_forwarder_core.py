@@ -193,6 +193,14 @@ class Store(Protocol):
         """How many events are held (in flight included)."""
         ...
 
+    def admitted(self) -> int:
+        """How many events were ever put (or adopted), counted before :meth:`take` sees them.
+
+        ``flush()`` waits until this many events are settled: a count kept
+        outside the store could lag behind an event the sender already settled.
+        """
+        ...
+
     def has_room(self, n: int) -> bool:
         """Whether ``n`` more events would fit."""
         ...
@@ -213,6 +221,7 @@ class MemoryStore:
         self._max = max_size
         self._queue: collections.deque[Item] = collections.deque()
         self._in_flight = 0
+        self._admitted = 0
         self._lock = threading.Lock()
 
     def put(self, items: Sequence[Item]) -> bool:
@@ -220,6 +229,7 @@ class MemoryStore:
             if len(self._queue) + self._in_flight + len(items) > self._max:
                 return False
             self._queue.extend(items)
+            self._admitted += len(items)
             return True
 
     def take(self, n: int) -> list[Item]:
@@ -245,6 +255,9 @@ class MemoryStore:
     def depth(self) -> int:
         return len(self._queue) + self._in_flight
 
+    def admitted(self) -> int:
+        return self._admitted
+
     def has_room(self, n: int) -> bool:
         return len(self._queue) + self._in_flight + n <= self._max
 
@@ -253,6 +266,7 @@ class MemoryStore:
         # would deliver them twice.
         self._queue = collections.deque()
         self._in_flight = 0
+        self._admitted = 0
         self._lock = threading.Lock()
 
     def close(self) -> None:

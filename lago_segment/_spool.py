@@ -133,6 +133,7 @@ class SpoolStore:
         self._count_lock = threading.Lock()  # guards the counters below
         self._cursor = 0  # highest row id handed out by take()
         self._mine = 0  # rows owned by this store, not yet acknowledged
+        self._admitted = 0  # rows ever inserted or adopted by this store
         self._in_flight = 0
         self._resume_at = 0.0
         self._failures = 0
@@ -148,6 +149,7 @@ class SpoolStore:
         self._mine = int(
             db.execute("SELECT count(*) FROM events WHERE owner = ?", (self._owner,)).fetchone()[0]
         )
+        self._admitted = self._mine
 
     def put(self, items: Sequence[Item]) -> bool:
         rows = [
@@ -159,27 +161,32 @@ class SpoolStore:
                 return False
             self._total += len(rows)  # reserve the room before writing
         try:
-            with self._write_lock, _transaction(self._put_db) as db:
-                db.executemany(
-                    "INSERT INTO events (owner, message_id, event) VALUES (?, ?, ?)", rows
-                )
+            with self._write_lock:
+                with _transaction(self._put_db) as db:
+                    db.executemany(
+                        "INSERT INTO events (owner, message_id, event) VALUES (?, ?, ?)", rows
+                    )
+                # Counted before the write lock is released: take() reads under it,
+                # so it never hands out a row admitted() does not count yet.
+                with self._count_lock:
+                    self._mine += len(rows)
+                    self._admitted += len(rows)
         except BaseException:
             with self._count_lock:
                 self._total -= len(rows)
             raise
-        with self._count_lock:
-            self._mine += len(rows)
         return True
 
     def take(self, n: int) -> list[Item]:
         if time.monotonic() < self._resume_at:
             return []
         with self._send_lock:
-            rows = self._send_db.execute(
-                "SELECT id, message_id, event FROM events WHERE owner = ? AND id > ? "
-                "ORDER BY id LIMIT ?",
-                (self._owner, self._cursor, n),
-            ).fetchall()
+            with self._write_lock:  # see put(): only rows already counted
+                rows = self._send_db.execute(
+                    "SELECT id, message_id, event FROM events WHERE owner = ? AND id > ? "
+                    "ORDER BY id LIMIT ?",
+                    (self._owner, self._cursor, n),
+                ).fetchall()
             if rows:
                 self._cursor = rows[-1][0]
         with self._count_lock:
@@ -229,6 +236,9 @@ class SpoolStore:
 
     def depth(self) -> int:
         return self._mine
+
+    def admitted(self) -> int:
+        return self._admitted
 
     def has_room(self, n: int) -> bool:
         return self._total + n <= self._max

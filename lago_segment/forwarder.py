@@ -197,7 +197,9 @@ class _BaseForwarder:
         self._core.report(ForwardingError(error, stage, message_id_of(event), None, event))
 
     def _target(self) -> int:
-        return self._core.stats().enqueued
+        # The store's count, not stats().enqueued: forward() counts after put(),
+        # and the sender may settle an event before that count catches up.
+        return self._core.store.admitted()
 
     def _report_unsent(self, items: list[Item]) -> None:
         error = ForwarderClosedError("the forwarder closed before this event was delivered")

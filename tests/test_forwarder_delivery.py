@@ -8,13 +8,14 @@ import threading
 import pytest
 from forwarder_support import PERMANENT, TRANSIENT, Driver, FakeSender, TinySpec, lago, track
 
+from lago_segment._forwarder_core import Item
 from lago_segment.errors import (
     ForwarderClosedError,
     InvalidEventPayload,
     LagoConnectionError,
     QueueFullError,
 )
-from lago_segment.forwarder import AsyncForwarder, ForwardingError
+from lago_segment.forwarder import AsyncForwarder, Forwarder, ForwardingError
 
 
 @pytest.fixture(params=["thread", "asyncio"])
@@ -201,6 +202,25 @@ async def test_flush_waits_for_everything_forwarded_so_far(
     assert await driver.flush(fwd)
     assert len(sender.stored) == 3
     await driver.close(fwd)
+
+
+def test_flush_waits_for_an_event_the_sender_could_settle_before_forward_counted_it() -> None:
+    # forward() puts events in the store, then counts them: the sender may settle
+    # them in between. flush() must still wait for the events forwarded after.
+    sender = FakeSender()
+    fwd = Driver("thread").make(sender, spec=TinySpec(), batch_size=1, flush_interval=3600)
+    assert isinstance(fwd, Forwarder)
+    fwd._core.store.put([Item(lago(1), "m1")])  # a forward() not yet counted
+    fwd._ensure_sender()
+    with fwd._cond:
+        assert fwd._cond.wait_for(lambda: fwd._settled == 1, 10)
+    sender.gate = threading.Event()
+    fwd.forward(track(2))
+    assert not fwd.flush(timeout=0)
+    sender.gate.set()
+    assert fwd.flush(10)
+    assert sender.stored == ["m1", "m2"]
+    fwd.close()
 
 
 async def test_an_on_error_callback_that_raises_is_logged_not_propagated(
