@@ -505,15 +505,20 @@ class Core:
         reported and acknowledged; transient ones (the client's retries ran out)
         are kept for another try when the store can (a spool), else reported.
         """
+        if not isinstance(result, Exception) and result.failed:
+            # Only failures need their items back (for the report); the client's
+            # contract puts every other event in delivered or duplicates.
+            try:
+                matched = _match_failures(items, result)
+            except (KeyError, StopIteration):
+                result = RuntimeError("the client reported failures for events not in the batch")
         if isinstance(result, Exception):
             # The client contract says send_batch never raises; a custom or broken
             # client might. Treat it as a transient failure of the whole batch.
             failures: list[tuple[Item, BaseException, bool]] = [(i, result, False) for i in items]
             delivered = duplicates = retries = 0
         else:
-            # Only failures need their items back (for the report); the client's
-            # contract puts every other event in delivered or duplicates.
-            failures = _match_failures(items, result) if result.failed else []
+            failures = matched if result.failed else []
             duplicates = len(result.duplicates)
             delivered = len(result.delivered) + duplicates
             retries = result.retries

@@ -352,6 +352,18 @@ class Forwarder(_BaseForwarder):
                 self._thread.start()
 
     def _run(self) -> None:
+        while not self._stopping:
+            try:
+                self._send_until_stopped()
+            except Exception:
+                # A broken store or client must not end the sender (flush() would
+                # then wait in vain): log it, pause one interval, carry on.
+                logger.exception("lago_segment: the sender hit an unexpected error")
+                with self._cond:
+                    if not self._stopping:
+                        self._cond.wait(self._flush_interval)
+
+    def _send_until_stopped(self) -> None:
         core = self._core
         deadline = time.monotonic() + self._flush_interval
         while True:
@@ -566,6 +578,20 @@ class AsyncForwarder(_BaseForwarder):
             loop.call_soon_threadsafe(wakeup.set)
 
     async def _run(self) -> None:
+        assert self._wakeup is not None
+        wakeup = self._wakeup
+        while not self._stopping:
+            try:
+                await self._send_until_stopped()
+            except Exception:
+                # A task that died would leave flush() waiting in vain: log it,
+                # pause one interval (aclose() cuts it short), carry on.
+                logger.exception("lago_segment: the sender hit an unexpected error")
+                wakeup.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(wakeup.wait(), self._flush_interval)
+
+    async def _send_until_stopped(self) -> None:
         core = self._core
         assert self._wakeup is not None
         assert self._progress is not None

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterable
 
 import pytest
-from forwarder_support import PERMANENT, TRANSIENT, Driver, FakeSender, TinySpec, lago, track
+from forwarder_support import (
+    PERMANENT,
+    TRANSIENT,
+    Driver,
+    FakeSender,
+    TinySpec,
+    lago,
+    track,
+)
 
 from lago_segment._forwarder_core import Item
+from lago_segment.client import BatchResult, DeliveryFailure
 from lago_segment.errors import (
     ForwarderClosedError,
     InvalidEventPayload,
@@ -16,6 +26,7 @@ from lago_segment.errors import (
     QueueFullError,
 )
 from lago_segment.forwarder import AsyncForwarder, Forwarder, ForwardingError
+from lago_segment.lago import LagoEvent
 
 
 @pytest.fixture(params=["thread", "asyncio"])
@@ -300,3 +311,52 @@ async def test_report_hands_a_callers_error_to_on_error_with_its_stage(
     fwd.report(full, track(5))
     await driver.close(fwd)
     assert [(e.error, e.stage, e.message_id) for e in errors] == [(full, "queue", "m5")]
+
+
+class ForeignFailureSender(FakeSender):
+    """Breaks the client contract: reports a failure for an event it was not sent."""
+
+    def send_batch(self, events: Iterable[LagoEvent]) -> BatchResult:
+        list(events)
+        return BatchResult(failed=(DeliveryFailure(lago(99), PERMANENT, True),))
+
+
+class AsyncForeignFailureSender(ForeignFailureSender):
+    async def send_batch(self, events: Iterable[LagoEvent]) -> BatchResult:  # type: ignore[override]
+        return ForeignFailureSender.send_batch(self, events)
+
+
+async def test_a_batch_result_naming_foreign_events_fails_the_batch(
+    driver: Driver, errors: list[ForwardingError]
+) -> None:
+    client = AsyncForeignFailureSender() if driver.kind == "asyncio" else ForeignFailureSender()
+    fwd = driver.make(client, spec=TinySpec(), on_error=errors.append)
+    fwd.forward(track(1))
+    assert await driver.flush(fwd)
+    assert [(e.message_id, e.stage, type(e.error)) for e in errors] == [
+        ("m1", "delivery", RuntimeError)
+    ]
+    assert fwd.stats.failed == 1
+    await driver.close(fwd)
+
+
+async def test_the_sender_carries_on_after_an_unexpected_error(
+    driver: Driver, sender: FakeSender, caplog: pytest.LogCaptureFixture
+) -> None:
+    fwd = driver.make(sender, spec=TinySpec())
+    store = fwd._core.store
+    real_take = store.take
+    calls: list[int] = []
+
+    def take_failing_once(n: int) -> list[Item]:
+        calls.append(n)
+        if len(calls) == 1:
+            raise OSError("disk gone for a moment")
+        return real_take(n)
+
+    store.take = take_failing_once  # type: ignore[method-assign]
+    fwd.forward(track(1))
+    assert await driver.flush(fwd)
+    assert sender.stored == ["m1"]
+    assert "the sender hit an unexpected error" in caplog.text
+    await driver.close(fwd)
