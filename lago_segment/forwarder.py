@@ -558,10 +558,14 @@ class AsyncForwarder(_BaseForwarder):
             return None
 
     def _ensure_sender(self) -> None:
-        loop = self._running_loop()
-        if loop is None or (self._task is not None and self._loop is loop):
-            return
+        task, current = self._task, self._loop
+        if task is not None and current is not None and not task.done():
+            if not current.is_closed():
+                return  # one sender, even when called from another thread's loop
         if self._stopping:
+            return
+        loop = self._running_loop()
+        if loop is None:
             return
         self._loop = loop
         self._wakeup = asyncio.Event()

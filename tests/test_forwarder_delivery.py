@@ -10,6 +10,7 @@ import pytest
 from forwarder_support import (
     PERMANENT,
     TRANSIENT,
+    AsyncFakeSender,
     Driver,
     FakeSender,
     TinySpec,
@@ -360,3 +361,19 @@ async def test_the_sender_carries_on_after_an_unexpected_error(
     assert sender.stored == ["m1"]
     assert "the sender hit an unexpected error" in caplog.text
     await driver.close(fwd)
+
+
+async def test_forward_from_another_threads_loop_uses_the_running_sender() -> None:
+    sender = AsyncFakeSender()
+    fwd = AsyncForwarder(sender, spec=TinySpec(), flush_interval=0.01)
+    await fwd.start()
+    task = fwd._task
+
+    async def forward_there() -> None:
+        fwd.forward(track(1))
+
+    await asyncio.to_thread(asyncio.run, forward_there())
+    assert fwd._task is task
+    assert await fwd.flush(10)
+    assert sender.stored == ["m1"]
+    await fwd.aclose()
