@@ -368,6 +368,9 @@ class Forwarder(_BaseForwarder):
         deadline = time.monotonic() + self._flush_interval
         while True:
             with self._cond:
+                # Idle before looking at the store: a forward() that fills a batch
+                # after the look then sees _idle and wakes us (no lost wakeup).
+                self._idle = True
                 while not self._stopping:
                     now = time.monotonic()
                     wait = core.next_wait(
@@ -380,9 +383,8 @@ class Forwarder(_BaseForwarder):
                         break
                     if not core.store.ready():
                         deadline = now + wait
-                    self._idle = True
                     self._cond.wait(wait)
-                    self._idle = False
+                self._idle = False
                 if self._stopping:
                     return
             items = core.store.take(core.batch_size)
