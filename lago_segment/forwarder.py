@@ -404,13 +404,15 @@ class Forwarder(_BaseForwarder):
         """Wait until every event queued so far is settled (delivered or reported).
 
         Returns False if ``timeout`` seconds passed first. With a spool and Lago
-        down, events stay spooled and ``flush`` waits until the timeout.
+        down, events stay spooled and ``flush`` waits until the timeout. Called
+        from an ``on_error`` callback (which runs on the sender thread), it
+        cannot wait for the sender and returns False at once.
         """
         target = self._target()
         with self._cond:
             if self._settled >= target:
                 return True
-            if self._thread is None:
+            if self._thread is None or self._thread is threading.current_thread():
                 return False
             self._urgent += 1
             self._cond.notify_all()

@@ -377,3 +377,23 @@ async def test_forward_from_another_threads_loop_uses_the_running_sender() -> No
     assert await fwd.flush(10)
     assert sender.stored == ["m1"]
     await fwd.aclose()
+
+
+def test_flush_from_an_on_error_callback_returns_instead_of_waiting_for_itself() -> None:
+    # on_error runs on the sender thread: a flush() there cannot wait for the sender.
+    sender = FakeSender()
+    sender.fail = {"m1": (PERMANENT, True)}
+    results: list[bool] = []
+    returned = threading.Event()
+
+    def flush_on_error(failure: ForwardingError) -> None:
+        results.append(fwd.flush())
+        returned.set()
+
+    fwd = Driver("thread").make(sender, spec=TinySpec(), on_error=flush_on_error)
+    fwd.forward(track(1))
+    fwd.forward(track(2))
+    assert returned.wait(10)  # a deadlock guard, not a speed check
+    assert results == [False]
+    assert fwd.close()
+    assert sender.stored == ["m2"]
