@@ -563,9 +563,8 @@ class AsyncForwarder(_BaseForwarder):
 
     def _ensure_sender(self) -> None:
         task, current = self._task, self._loop
-        if task is not None and current is not None and not task.done():
-            if not current.is_closed():
-                return  # one sender, even when called from another thread's loop
+        if task is not None and current is not None and not (task.done() or current.is_closed()):
+            return  # one sender, even when called from another thread's loop
         if self._stopping:
             return
         loop = self._running_loop()
