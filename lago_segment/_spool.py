@@ -160,33 +160,36 @@ class SpoolStore:
             if self._total + len(rows) > self._max:
                 return False
             self._total += len(rows)  # reserve the room before writing
+        counted = False
         try:
-            with self._write_lock:
-                with _transaction(self._put_db) as db:
-                    db.executemany(
-                        "INSERT INTO events (owner, message_id, event) VALUES (?, ?, ?)", rows
-                    )
-                # Counted before the write lock is released: take() reads under it,
-                # so it never hands out a row admitted() does not count yet.
+            with self._write_lock, _transaction(self._put_db) as db:
+                db.executemany(
+                    "INSERT INTO events (owner, message_id, event) VALUES (?, ?, ?)", rows
+                )
+                # Counted before the commit: the sender may take the rows as soon
+                # as they are committed, and flush() must already wait for them.
                 with self._count_lock:
-                    self._mine += len(rows)
                     self._admitted += len(rows)
+                counted = True
         except BaseException:
             with self._count_lock:
                 self._total -= len(rows)
+                if counted:  # the commit failed: a flush() started meanwhile times out
+                    self._admitted -= len(rows)
             raise
+        with self._count_lock:
+            self._mine += len(rows)
         return True
 
     def take(self, n: int) -> list[Item]:
         if time.monotonic() < self._resume_at:
             return []
         with self._send_lock:
-            with self._write_lock:  # see put(): only rows already counted
-                rows = self._send_db.execute(
-                    "SELECT id, message_id, event FROM events WHERE owner = ? AND id > ? "
-                    "ORDER BY id LIMIT ?",
-                    (self._owner, self._cursor, n),
-                ).fetchall()
+            rows = self._send_db.execute(
+                "SELECT id, message_id, event FROM events WHERE owner = ? AND id > ? "
+                "ORDER BY id LIMIT ?",
+                (self._owner, self._cursor, n),
+            ).fetchall()
             if rows:
                 self._cursor = rows[-1][0]
         with self._count_lock:
