@@ -193,6 +193,14 @@ class Store(Protocol):
         """How many events are held (in flight included)."""
         ...
 
+    def admitted(self) -> int:
+        """How many events were ever put (or adopted), counted before :meth:`take` sees them.
+
+        ``flush()`` waits until this many events are settled: a count kept
+        outside the store could lag behind an event the sender already settled.
+        """
+        ...
+
     def has_room(self, n: int) -> bool:
         """Whether ``n`` more events would fit."""
         ...
@@ -213,6 +221,7 @@ class MemoryStore:
         self._max = max_size
         self._queue: collections.deque[Item] = collections.deque()
         self._in_flight = 0
+        self._admitted = 0
         self._lock = threading.Lock()
 
     def put(self, items: Sequence[Item]) -> bool:
@@ -220,6 +229,7 @@ class MemoryStore:
             if len(self._queue) + self._in_flight + len(items) > self._max:
                 return False
             self._queue.extend(items)
+            self._admitted += len(items)
             return True
 
     def take(self, n: int) -> list[Item]:
@@ -245,6 +255,9 @@ class MemoryStore:
     def depth(self) -> int:
         return len(self._queue) + self._in_flight
 
+    def admitted(self) -> int:
+        return self._admitted
+
     def has_room(self, n: int) -> bool:
         return len(self._queue) + self._in_flight + n <= self._max
 
@@ -253,6 +266,7 @@ class MemoryStore:
         # would deliver them twice.
         self._queue = collections.deque()
         self._in_flight = 0
+        self._admitted = 0
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -491,15 +505,20 @@ class Core:
         reported and acknowledged; transient ones (the client's retries ran out)
         are kept for another try when the store can (a spool), else reported.
         """
+        if not isinstance(result, Exception) and result.failed:
+            # Only failures need their items back (for the report); the client's
+            # contract puts every other event in delivered or duplicates.
+            try:
+                matched = _match_failures(items, result)
+            except (KeyError, StopIteration):
+                result = RuntimeError("the client reported failures for events not in the batch")
         if isinstance(result, Exception):
             # The client contract says send_batch never raises; a custom or broken
             # client might. Treat it as a transient failure of the whole batch.
             failures: list[tuple[Item, BaseException, bool]] = [(i, result, False) for i in items]
             delivered = duplicates = retries = 0
         else:
-            # Only failures need their items back (for the report); the client's
-            # contract puts every other event in delivered or duplicates.
-            failures = _match_failures(items, result) if result.failed else []
+            failures = matched if result.failed else []
             duplicates = len(result.duplicates)
             delivered = len(result.delivered) + duplicates
             retries = result.retries

@@ -133,6 +133,7 @@ class SpoolStore:
         self._count_lock = threading.Lock()  # guards the counters below
         self._cursor = 0  # highest row id handed out by take()
         self._mine = 0  # rows owned by this store, not yet acknowledged
+        self._admitted = 0  # rows ever inserted or adopted by this store
         self._in_flight = 0
         self._resume_at = 0.0
         self._failures = 0
@@ -148,6 +149,7 @@ class SpoolStore:
         self._mine = int(
             db.execute("SELECT count(*) FROM events WHERE owner = ?", (self._owner,)).fetchone()[0]
         )
+        self._admitted = self._mine
 
     def put(self, items: Sequence[Item]) -> bool:
         rows = [
@@ -158,14 +160,22 @@ class SpoolStore:
             if self._total + len(rows) > self._max:
                 return False
             self._total += len(rows)  # reserve the room before writing
+        counted = False
         try:
             with self._write_lock, _transaction(self._put_db) as db:
                 db.executemany(
                     "INSERT INTO events (owner, message_id, event) VALUES (?, ?, ?)", rows
                 )
+                # Counted before the commit: the sender may take the rows as soon
+                # as they are committed, and flush() must already wait for them.
+                with self._count_lock:
+                    self._admitted += len(rows)
+                counted = True
         except BaseException:
             with self._count_lock:
                 self._total -= len(rows)
+                if counted:  # the commit failed: a flush() started meanwhile times out
+                    self._admitted -= len(rows)
             raise
         with self._count_lock:
             self._mine += len(rows)
@@ -229,6 +239,9 @@ class SpoolStore:
 
     def depth(self) -> int:
         return self._mine
+
+    def admitted(self) -> int:
+        return self._admitted
 
     def has_room(self, n: int) -> bool:
         return self._total + n <= self._max

@@ -197,7 +197,9 @@ class _BaseForwarder:
         self._core.report(ForwardingError(error, stage, message_id_of(event), None, event))
 
     def _target(self) -> int:
-        return self._core.stats().enqueued
+        # The store's count, not stats().enqueued: forward() counts after put(),
+        # and the sender may settle an event before that count catches up.
+        return self._core.store.admitted()
 
     def _report_unsent(self, items: list[Item]) -> None:
         error = ForwarderClosedError("the forwarder closed before this event was delivered")
@@ -350,10 +352,25 @@ class Forwarder(_BaseForwarder):
                 self._thread.start()
 
     def _run(self) -> None:
+        while not self._stopping:
+            try:
+                self._send_until_stopped()
+            except Exception:
+                # A broken store or client must not end the sender (flush() would
+                # then wait in vain): log it, pause one interval, carry on.
+                logger.exception("lago_segment: the sender hit an unexpected error")
+                with self._cond:
+                    if not self._stopping:
+                        self._cond.wait(self._flush_interval)
+
+    def _send_until_stopped(self) -> None:
         core = self._core
         deadline = time.monotonic() + self._flush_interval
         while True:
             with self._cond:
+                # Idle before looking at the store: a forward() that fills a batch
+                # after the look then sees _idle and wakes us (no lost wakeup).
+                self._idle = True
                 while not self._stopping:
                     now = time.monotonic()
                     wait = core.next_wait(
@@ -366,9 +383,8 @@ class Forwarder(_BaseForwarder):
                         break
                     if not core.store.ready():
                         deadline = now + wait
-                    self._idle = True
                     self._cond.wait(wait)
-                    self._idle = False
+                self._idle = False
                 if self._stopping:
                     return
             items = core.store.take(core.batch_size)
@@ -388,13 +404,15 @@ class Forwarder(_BaseForwarder):
         """Wait until every event queued so far is settled (delivered or reported).
 
         Returns False if ``timeout`` seconds passed first. With a spool and Lago
-        down, events stay spooled and ``flush`` waits until the timeout.
+        down, events stay spooled and ``flush`` waits until the timeout. Called
+        from an ``on_error`` callback (which runs on the sender thread), it
+        cannot wait for the sender and returns False at once.
         """
         target = self._target()
         with self._cond:
             if self._settled >= target:
                 return True
-            if self._thread is None:
+            if self._thread is None or self._thread is threading.current_thread():
                 return False
             self._urgent += 1
             self._cond.notify_all()
@@ -544,10 +562,13 @@ class AsyncForwarder(_BaseForwarder):
             return None
 
     def _ensure_sender(self) -> None:
-        loop = self._running_loop()
-        if loop is None or (self._task is not None and self._loop is loop):
-            return
+        task, current = self._task, self._loop
+        if task is not None and current is not None and not (task.done() or current.is_closed()):
+            return  # one sender, even when called from another thread's loop
         if self._stopping:
+            return
+        loop = self._running_loop()
+        if loop is None:
             return
         self._loop = loop
         self._wakeup = asyncio.Event()
@@ -564,6 +585,20 @@ class AsyncForwarder(_BaseForwarder):
             loop.call_soon_threadsafe(wakeup.set)
 
     async def _run(self) -> None:
+        assert self._wakeup is not None
+        wakeup = self._wakeup
+        while not self._stopping:
+            try:
+                await self._send_until_stopped()
+            except Exception:
+                # A task that died would leave flush() waiting in vain: log it,
+                # pause one interval (aclose() cuts it short), carry on.
+                logger.exception("lago_segment: the sender hit an unexpected error")
+                wakeup.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(wakeup.wait(), self._flush_interval)
+
+    async def _send_until_stopped(self) -> None:
         core = self._core
         assert self._wakeup is not None
         assert self._progress is not None

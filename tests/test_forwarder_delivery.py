@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterable
 
 import pytest
-from forwarder_support import PERMANENT, TRANSIENT, Driver, FakeSender, TinySpec, lago, track
+from forwarder_support import (
+    PERMANENT,
+    TRANSIENT,
+    AsyncFakeSender,
+    Driver,
+    FakeSender,
+    TinySpec,
+    lago,
+    track,
+)
 
+from lago_segment._forwarder_core import Item
+from lago_segment.client import BatchResult, DeliveryFailure
 from lago_segment.errors import (
     ForwarderClosedError,
     InvalidEventPayload,
     LagoConnectionError,
     QueueFullError,
 )
-from lago_segment.forwarder import AsyncForwarder, ForwardingError
+from lago_segment.forwarder import AsyncForwarder, Forwarder, ForwardingError
+from lago_segment.lago import LagoEvent
 
 
 @pytest.fixture(params=["thread", "asyncio"])
@@ -184,11 +197,13 @@ async def test_close_past_its_deadline_reports_what_is_still_queued(
     fwd = driver.make(sender, spec=TinySpec(), batch_size=1, on_error=errors.append)
     for n in range(3):
         fwd.forward(track(n))
-    closing = asyncio.ensure_future(driver.close(fwd, timeout=0.05))
-    done = await closing
+    await asyncio.to_thread(sender.entered.wait)  # m0 is in flight, m1 and m2 queued
+    done = await driver.close(fwd, timeout=0.05)
     sender.gate.set()
     assert not done
-    assert {e.message_id for e in errors} >= {"m2"}
+    # Every queued event is reported; the asyncio sender, cancelled, reports m0 too.
+    in_flight = {"m0"} if driver.kind == "asyncio" else set()
+    assert {e.message_id for e in errors} == {"m1", "m2"} | in_flight
     assert all(isinstance(e.error, ForwarderClosedError) for e in errors)
 
 
@@ -201,6 +216,25 @@ async def test_flush_waits_for_everything_forwarded_so_far(
     assert await driver.flush(fwd)
     assert len(sender.stored) == 3
     await driver.close(fwd)
+
+
+def test_flush_waits_for_an_event_the_sender_could_settle_before_forward_counted_it() -> None:
+    # forward() puts events in the store, then counts them: the sender may settle
+    # them in between. flush() must still wait for the events forwarded after.
+    sender = FakeSender()
+    fwd = Driver("thread").make(sender, spec=TinySpec(), batch_size=1, flush_interval=3600)
+    assert isinstance(fwd, Forwarder)
+    fwd._core.store.put([Item(lago(1), "m1")])  # a forward() not yet counted
+    fwd._ensure_sender()
+    with fwd._cond:
+        assert fwd._cond.wait_for(lambda: fwd._settled == 1, 10)
+    sender.gate = threading.Event()
+    fwd.forward(track(2))
+    assert not fwd.flush(timeout=0)
+    sender.gate.set()
+    assert fwd.flush(10)
+    assert sender.stored == ["m1", "m2"]
+    fwd.close()
 
 
 async def test_an_on_error_callback_that_raises_is_logged_not_propagated(
@@ -280,3 +314,88 @@ async def test_report_hands_a_callers_error_to_on_error_with_its_stage(
     fwd.report(full, track(5))
     await driver.close(fwd)
     assert [(e.error, e.stage, e.message_id) for e in errors] == [(full, "queue", "m5")]
+
+
+class ForeignFailureSender(FakeSender):
+    """Breaks the client contract: reports a failure for an event it was not sent."""
+
+    def send_batch(self, events: Iterable[LagoEvent]) -> BatchResult:
+        list(events)
+        return BatchResult(failed=(DeliveryFailure(lago(99), PERMANENT, True),))
+
+
+class AsyncForeignFailureSender(ForeignFailureSender):
+    async def send_batch(self, events: Iterable[LagoEvent]) -> BatchResult:  # type: ignore[override]
+        return ForeignFailureSender.send_batch(self, events)
+
+
+async def test_a_batch_result_naming_foreign_events_fails_the_batch(
+    driver: Driver, errors: list[ForwardingError]
+) -> None:
+    client = AsyncForeignFailureSender() if driver.kind == "asyncio" else ForeignFailureSender()
+    fwd = driver.make(client, spec=TinySpec(), on_error=errors.append)
+    fwd.forward(track(1))
+    assert await driver.flush(fwd)
+    assert [(e.message_id, e.stage, type(e.error)) for e in errors] == [
+        ("m1", "delivery", RuntimeError)
+    ]
+    assert fwd.stats.failed == 1
+    await driver.close(fwd)
+
+
+async def test_the_sender_carries_on_after_an_unexpected_error(
+    driver: Driver, sender: FakeSender, caplog: pytest.LogCaptureFixture
+) -> None:
+    fwd = driver.make(sender, spec=TinySpec())
+    store = fwd._core.store
+    real_take = store.take
+    calls: list[int] = []
+
+    def take_failing_once(n: int) -> list[Item]:
+        calls.append(n)
+        if len(calls) == 1:
+            raise OSError("disk gone for a moment")
+        return real_take(n)
+
+    store.take = take_failing_once  # type: ignore[method-assign]
+    fwd.forward(track(1))
+    assert await driver.flush(fwd)
+    assert sender.stored == ["m1"]
+    assert "the sender hit an unexpected error" in caplog.text
+    await driver.close(fwd)
+
+
+async def test_forward_from_another_threads_loop_uses_the_running_sender() -> None:
+    sender = AsyncFakeSender()
+    fwd = AsyncForwarder(sender, spec=TinySpec(), flush_interval=0.01)
+    await fwd.start()
+    task = fwd._task
+
+    async def forward_there() -> None:
+        fwd.forward(track(1))
+
+    await asyncio.to_thread(asyncio.run, forward_there())
+    assert fwd._task is task
+    assert await fwd.flush(10)
+    assert sender.stored == ["m1"]
+    await fwd.aclose()
+
+
+def test_flush_from_an_on_error_callback_returns_instead_of_waiting_for_itself() -> None:
+    # on_error runs on the sender thread: a flush() there cannot wait for the sender.
+    sender = FakeSender()
+    sender.fail = {"m1": (PERMANENT, True)}
+    results: list[bool] = []
+    returned = threading.Event()
+
+    def flush_on_error(failure: ForwardingError) -> None:
+        results.append(fwd.flush())
+        returned.set()
+
+    fwd = Driver("thread").make(sender, spec=TinySpec(), on_error=flush_on_error)
+    fwd.forward(track(1))
+    fwd.forward(track(2))
+    assert returned.wait(10)  # a deadlock guard, not a speed check
+    assert results == [False]
+    assert fwd.close()
+    assert sender.stored == ["m2"]

@@ -42,6 +42,15 @@ async def test_forward_commits_the_event_to_the_spool_before_returning(
     await driver.close(fwd)
 
 
+async def test_the_spool_is_a_sqlite_file_in_wal_mode(
+    driver: Driver, sender: FakeSender, spool: Path
+) -> None:
+    fwd = driver.make(sender, spec=TinySpec(), spool=spool)
+    await driver.close(fwd)
+    with sqlite3.connect(spool) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
 async def test_acknowledged_events_leave_the_spool(
     driver: Driver, sender: FakeSender, spool: Path
 ) -> None:

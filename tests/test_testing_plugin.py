@@ -186,3 +186,41 @@ async def test_the_async_client_sends_to_the_same_fake() -> None:
         async with lago.async_client() as client:
             await client.send_batch([event("t-1")])
         lago.assert_stored(transaction_ids=["t-1"])
+
+
+SPEC = {
+    "rules": [
+        {
+            "name": "api-calls",
+            "when": 'type = "track" and event = "API Call"',
+            "code": "api_calls",
+            "external_subscription_id": {"@path": "$.properties.sub"},
+        }
+    ]
+}
+
+
+def test_the_fixture_forwarder_delivers_into_the_fake_when_closed() -> None:
+    lago = FakeLagoFixture()
+    forwarder = lago.forwarder(SPEC, flush_at_exit=False)
+    forwarder.forward(
+        {
+            "type": "track",
+            "event": "API Call",
+            "messageId": "m1",
+            "userId": "u1",
+            "timestamp": "2024-01-01T00:00:00Z",
+            "properties": {"sub": "s1"},
+        }
+    )
+    lago.close()
+    assert forwarder.closed
+    assert lago.stored(code="api_calls", external_subscription_id="s1")
+
+
+def test_the_fixture_forwarder_builds_no_client_when_given_one() -> None:
+    lago = FakeLagoFixture()
+    client = lago.client()
+    forwarder = lago.forwarder(SPEC, client=client, flush_at_exit=False)
+    assert lago._closers == [client, forwarder]
+    lago.close()

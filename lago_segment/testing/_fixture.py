@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lago_segment.client import AsyncLagoClient, LagoClient
+    from lago_segment.forwarder import Forwarder
 
     from ._fake_lago import FakeLago
 
@@ -74,7 +75,11 @@ class FakeLagoFixture:
         return client
 
     def async_client(self, **options: Any) -> AsyncLagoClient:
-        """An :class:`~lago_segment.client.AsyncLagoClient` talking to the fake in memory."""
+        """An :class:`~lago_segment.client.AsyncLagoClient` talking to the fake in memory.
+
+        Not closed by :meth:`close` (that needs a running loop): use it in
+        ``async with`` or ``await client.aclose()`` it.
+        """
         import httpx
 
         from lago_segment.client import AsyncLagoClient
@@ -83,20 +88,22 @@ class FakeLagoFixture:
         http = httpx.AsyncClient(transport=self.fake.transport)
         return AsyncLagoClient(self.api_key, api_url=self.fake.url, http_client=http, **options)
 
-    def forwarder(self, spec: Any, **options: Any) -> Any:
-        """A ``lago_segment.forwarder.Forwarder`` mapping with ``spec`` into this fake.
+    def forwarder(self, spec: Any, **options: Any) -> Forwarder:
+        """A :class:`~lago_segment.forwarder.Forwarder` mapping with ``spec`` into this fake.
 
         Closed (hence flushed) at teardown. ``spec`` is a ``MappingSpec``, or a
-        path or dict it can be loaded from.
+        path or dict it can be loaded from; ``options`` go to the forwarder
+        (``client`` defaults to :meth:`client`).
         """
-        from lago_segment.forwarder import Forwarder  # type: ignore[import-not-found,unused-ignore]
+        from lago_segment.forwarder import Forwarder
         from lago_segment.mapping import MappingSpec
 
         if isinstance(spec, Mapping):
             spec = MappingSpec.from_dict(spec)
         elif not isinstance(spec, MappingSpec):
             spec = MappingSpec.load(spec)
-        options.setdefault("client", self.client())
+        if "client" not in options:  # not setdefault: that would build an unused client
+            options["client"] = self.client()
         forwarder = Forwarder(spec=spec, **options)
         self._closers.append(forwarder)
         return forwarder
