@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,8 @@ def spool(tmp_path: Path) -> Path:
 
 
 def rows(path: Path) -> list[str]:
-    with sqlite3.connect(path) as db:
+    # closing(): sqlite3's own context manager commits but never closes.
+    with closing(sqlite3.connect(path)) as db:
         return [r[0] for r in db.execute("SELECT message_id FROM events ORDER BY id")]
 
 
@@ -47,7 +49,7 @@ async def test_the_spool_is_a_sqlite_file_in_wal_mode(
 ) -> None:
     fwd = driver.make(sender, spec=TinySpec(), spool=spool)
     await driver.close(fwd)
-    with sqlite3.connect(spool) as db:
+    with closing(sqlite3.connect(spool)) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
