@@ -33,7 +33,9 @@ class FakeLagoFixture:
     ...         [LagoEvent(transaction_id="t1", external_subscription_id="s1",
     ...                    code="api_calls", timestamp=1700000000)]
     ...     )
-    ...     lago.assert_stored(transaction_ids=["t1"])
+    ...     stored = lago.assert_stored(transaction_ids=["t1"])
+    >>> [event["code"] for event in stored]
+    ['api_calls']
     """
 
     api_key = "fake-lago-test-key"
