@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterable
+from typing import Any
 
 import pytest
 from forwarder_support import (
@@ -268,26 +269,8 @@ def test_the_async_forwarder_refuses_to_block_the_loop() -> None:
         AsyncForwarder(FakeSender(), on_full="block")  # type: ignore[arg-type]
 
 
-def test_a_full_queue_blocks_then_raises_with_on_full_block() -> None:
-    sender = FakeSender()
-    sender.gate = threading.Event()
-    driver = Driver("thread")
-    fwd = driver.make(
-        sender,
-        spec=TinySpec(),
-        max_queue_size=1,
-        batch_size=1,
-        on_full="block",
-        block_timeout=0.01,
-    )
-    fwd.forward(track(0))
-    with pytest.raises(QueueFullError):
-        fwd.forward(track(1))
-    sender.gate.set()
-    fwd.close()
-
-
-def test_a_blocked_forward_proceeds_when_room_frees_up() -> None:
+def blocking_forwarder(block_timeout: float) -> tuple[FakeSender, Any]:
+    """A thread forwarder with room for one event, whose sender waits on a gate."""
     sender = FakeSender()
     sender.gate = threading.Event()
     fwd = Driver("thread").make(
@@ -296,13 +279,29 @@ def test_a_blocked_forward_proceeds_when_room_frees_up() -> None:
         max_queue_size=1,
         batch_size=1,
         on_full="block",
-        block_timeout=30,
+        block_timeout=block_timeout,
     )
+    return sender, fwd
+
+
+def test_a_full_queue_blocks_then_raises_with_on_full_block() -> None:
+    sender, fwd = blocking_forwarder(block_timeout=0.01)
+    fwd.forward(track(0))  # in flight until the gate opens: the queue is full
+    with pytest.raises(QueueFullError):
+        fwd.forward(track(1))
+    sender.gate.set()
+    fwd.close()
+    assert sender.stored == ["m0"]
+
+
+def test_a_blocked_forward_proceeds_when_room_frees_up() -> None:
+    sender, fwd = blocking_forwarder(block_timeout=30)
     fwd.forward(track(0))
     sender.entered.wait()
     sender.gate.set()
     fwd.forward(track(1))  # waits for m0 to be settled, then queues
     fwd.close()
+    assert sender.stored == ["m0", "m1"]
     assert sender.stored == ["m0", "m1"]
 
 
