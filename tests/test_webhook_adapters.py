@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import io
 import json
 import socket
@@ -95,12 +97,22 @@ def test_a_signed_event_is_forwarded(url: str, forwarder: RecordingForwarder) ->
     assert [e.message_id for e in forwarder.events] == ["m1"]
 
 
-def test_a_signed_batch_is_forwarded(url: str, forwarder: RecordingForwarder) -> None:
+def test_a_batch_signed_as_a_whole_is_forwarded(url: str, forwarder: RecordingForwarder) -> None:
     second = {**EVENT, "messageId": "m2", "properties": {"city": "Zürich"}}
     body = stringify([EVENT, second])
-    response = post(url, body, **{"X-Signature": sign(stringify(EVENT), SECRET)})
+    signature = hmac.new(SECRET.encode(), body, hashlib.sha1).hexdigest()
+    response = post(url, body, **{"X-Signature": signature})
     assert response.status_code == 200
     assert [e.message_id for e in forwarder.events] == ["m1", "m2"]
+
+
+def test_a_batch_signed_through_its_first_event_is_forbidden(
+    url: str, forwarder: RecordingForwarder
+) -> None:
+    body = stringify([EVENT, {**EVENT, "messageId": "m2"}])
+    response = post(url, body, **{"X-Signature": sign(body, SECRET)})
+    assert response.status_code == 403
+    assert forwarder.events == []
 
 
 def test_a_bad_signature_is_unauthorized(url: str, forwarder: RecordingForwarder) -> None:
