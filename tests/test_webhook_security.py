@@ -136,6 +136,16 @@ def test_an_empty_secret_is_a_configuration_error(
     assert forwarder.events == []
 
 
+def test_a_secret_that_cannot_be_utf8_is_a_configuration_error(
+    forwarder: RecordingForwarder,
+) -> None:
+    # os.environ holds undecodable bytes as lone surrogates; HMAC would fail on every request.
+    secret = "whsec-\udcff-not-utf8"
+    for build in (asgi_app, wsgi_app):
+        with pytest.raises(ConfigurationError, match=r"^secret: is not valid UTF-8 text$"):
+            build(forwarder, secret=secret)
+
+
 def test_a_secret_that_is_not_text_is_a_configuration_error(
     forwarder: RecordingForwarder,
 ) -> None:

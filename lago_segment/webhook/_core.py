@@ -117,6 +117,10 @@ def _check_secret(secret: object) -> None:
         raise ConfigurationError(
             "secret", "is empty: pass Segment's shared secret, or None to skip the check"
         )
+    try:
+        secret.encode()
+    except UnicodeEncodeError:  # e.g. undecodable bytes in an environment variable
+        raise ConfigurationError("secret", "is not valid UTF-8 text") from None
 
 
 def _validate_secret(_instance: object, _attribute: object, secret: str | None) -> None:
