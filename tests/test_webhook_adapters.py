@@ -117,6 +117,19 @@ def test_a_batch_signed_through_its_first_event_is_forbidden(
     assert forwarder.events == []
 
 
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_batch_signed_through_its_first_event_is_forwarded_only_when_allowed(
+    server: str, forwarder: RecordingForwarder
+) -> None:
+    build, serve = SERVERS[server]
+    body = stringify([EVENT, {**EVENT, "messageId": "m2"}])
+    app = build(forwarder, secret=SECRET, allow_partially_signed_batches=True)
+    for base in serve(app):
+        response = post(base, body, **{"X-Signature": sign(body, SECRET)})
+    assert response.status_code == 200
+    assert [e.message_id for e in forwarder.events] == ["m1", "m2"]
+
+
 def test_a_bad_signature_is_unauthorized(url: str, forwarder: RecordingForwarder) -> None:
     response = post(url, stringify(EVENT), **{"X-Signature": "0" * 40})
     assert response.status_code == 401

@@ -367,12 +367,11 @@ def handle(
         if covered is None:
             return _respond(401, "bad X-Signature")
         if covered == _FIRST and not allow_partially_signed_batches:
-            assert isinstance(parsed, list)
             logger.warning(
                 "refused a batch of %d events whose X-Signature covers only the first; "
                 "disable batching in Segment's Webhooks destination, or pass "
                 "allow_partially_signed_batches=True (see docs/webhooks.md)",
-                len(parsed),
+                len(parsed) if isinstance(parsed, list) else 0,
             )
             return _respond(403, "X-Signature covers only the first event of this batch")
     if isinstance(parsed, dict):
