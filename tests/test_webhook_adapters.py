@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import io
 import json
+import logging
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -16,6 +19,7 @@ import pytest
 import uvicorn
 from _fake_forwarder import RecordingForwarder
 
+from lago_segment.testing import FakeLagoFixture
 from lago_segment.webhook import ASGIApp, WSGIApp, asgi_app, sign, wsgi_app
 
 SECRET = "whsec-adapters-2718"
@@ -95,10 +99,33 @@ def test_a_signed_event_is_forwarded(url: str, forwarder: RecordingForwarder) ->
     assert [e.message_id for e in forwarder.events] == ["m1"]
 
 
-def test_a_signed_batch_is_forwarded(url: str, forwarder: RecordingForwarder) -> None:
+def test_a_batch_signed_as_a_whole_is_forwarded(url: str, forwarder: RecordingForwarder) -> None:
     second = {**EVENT, "messageId": "m2", "properties": {"city": "Zürich"}}
     body = stringify([EVENT, second])
-    response = post(url, body, **{"X-Signature": sign(stringify(EVENT), SECRET)})
+    signature = hmac.new(SECRET.encode(), body, hashlib.sha1).hexdigest()
+    response = post(url, body, **{"X-Signature": signature})
+    assert response.status_code == 200
+    assert [e.message_id for e in forwarder.events] == ["m1", "m2"]
+
+
+def test_a_batch_signed_through_its_first_event_is_forbidden(
+    url: str, forwarder: RecordingForwarder
+) -> None:
+    body = stringify([EVENT, {**EVENT, "messageId": "m2"}])
+    response = post(url, body, **{"X-Signature": sign(body, SECRET)})
+    assert response.status_code == 403
+    assert forwarder.events == []
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_batch_signed_through_its_first_event_is_forwarded_only_when_allowed(
+    server: str, forwarder: RecordingForwarder
+) -> None:
+    build, serve = SERVERS[server]
+    body = stringify([EVENT, {**EVENT, "messageId": "m2"}])
+    app = build(forwarder, secret=SECRET, allow_partially_signed_batches=True)
+    for base in serve(app):
+        response = post(base, body, **{"X-Signature": sign(body, SECRET)})
     assert response.status_code == 200
     assert [e.message_id for e in forwarder.events] == ["m1", "m2"]
 
@@ -267,3 +294,123 @@ def test_wsgi_reads_no_further_than_content_length(forwarder: RecordingForwarder
     )
     assert status == "200 OK"
     assert stream.tell() == len(body)
+
+
+def test_asgi_closes_a_websocket_instead_of_raising(forwarder: RecordingForwarder) -> None:
+    inbox = iter([{"type": "websocket.connect"}])
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(inbox)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(asgi_app(forwarder)({"type": "websocket", "path": "/"}, receive, send))
+    assert [m["type"] for m in sent] == ["websocket.close"]
+
+
+# --- hostile requests through real servers -------------------------------------------
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def server_log(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], str]]:
+    """What the servers logged: uvicorn's records and wsgiref's stderr, tracebacks included."""
+    handler = _Records()
+    # uvicorn's own loggers do not propagate to the root; wsgiref prints to sys.stderr.
+    loggers = [logging.getLogger(name) for name in ("", "uvicorn", "uvicorn.error")]
+    for logger in loggers:
+        logger.addHandler(handler)
+
+    def text() -> str:
+        lines = [handler.format(record) for record in handler.records]
+        lines += [r.exc_text or "" for r in handler.records if r.exc_info]
+        lines += [
+            f"(a record with a traceback: {r.getMessage()})" for r in handler.records if r.exc_info
+        ]
+        return "\n".join(lines) + capsys.readouterr().err
+
+    yield text
+    for logger in loggers:
+        logger.removeHandler(handler)
+
+
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+HOSTILE = {
+    "utf-16": stringify([EVENT]).decode().encode("utf-16-le"),
+    "utf-16-bom": stringify(EVENT).decode().encode("utf-16"),
+    "lone-surrogate": b'[{"a":"\\ud800"}]',
+    "lone-surrogate-event": b'[{"type":"track","event":"\\ud800","userId":"u1"}]',
+    "json-string-items": stringify([EVENT, json.dumps({**EVENT, "messageId": "evil"})]),
+    "first-element-signed": stringify([EVENT, {**EVENT, "messageId": "evil"}]),
+    **{f"nested-{depth}": nested(depth) for depth in range(960, 1001, 4)},
+    **{f"nested-{depth}-first": b"[" + nested(depth) + b",{}]" for depth in range(960, 1001, 8)},
+}
+
+
+def test_hostile_bodies_get_a_4xx_and_no_traceback_in_the_server_log(
+    url: str, forwarder: RecordingForwarder, server_log: Callable[[], str]
+) -> None:
+    with httpx.Client(headers={"User-Agent": "Segment.io/1.0"}) as client:
+        for name, body in HOSTILE.items():
+            response = client.post(url, content=body, headers={"X-Signature": "0" * 40})
+            assert response.status_code == 401, name
+            # Signed the way Segment signs: at worst a batch of rejected non-events.
+            response = client.post(url, content=body, headers={"X-Signature": sign(body, SECRET)})
+            assert 400 <= response.status_code < 500 or response.status_code == 200, name
+    assert "evil" not in [e.message_id for e in forwarder.events]
+    log = server_log()
+    assert "Traceback" not in log
+    assert "(a record with a traceback" not in log
+
+
+# --- replay, end to end ----------------------------------------------------------------
+
+SPEC = {
+    "rules": [
+        {
+            "name": "api-calls",
+            "when": 'type = "track" and event = "API Call"',
+            "code": "api_calls",
+            "external_subscription_id": {"@path": "$.properties.sub"},
+        }
+    ]
+}
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_replayed_request_is_billed_once(server: str) -> None:
+    build, serve = SERVERS[server]
+    events = [
+        {
+            **EVENT,
+            "messageId": f"m{n}",
+            "properties": {"sub": "sub-1"},
+            "timestamp": "2026-01-01T00:00:00Z",
+        }
+        for n in (1, 2)
+    ]
+    body = stringify(events)
+    signature = hmac.new(SECRET.encode(), body, hashlib.sha1).hexdigest()
+    with FakeLagoFixture() as lago:
+        forwarder = lago.forwarder(SPEC, flush_at_exit=False)
+        for base in serve(build(forwarder, secret=SECRET, path=PATH)):
+            statuses = [post(base + PATH, body, **{"X-Signature": signature}).status_code]
+            forwarder.flush()
+            # The same request again, as a retrying Segment or an attacker would send it.
+            statuses.append(post(base + PATH, body, **{"X-Signature": signature}).status_code)
+        lago.close()
+        assert statuses == [200, 200]
+        lago.assert_stored(transaction_ids=["m1", "m2"])

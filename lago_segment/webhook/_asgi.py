@@ -32,6 +32,9 @@ class ASGIApp:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
+        if scope["type"] == "websocket":
+            await _refuse_websocket(receive, send)
+            return
         if scope["type"] != "http":
             raise ValueError(f"the Segment webhook app serves HTTP, not {scope['type']!r}")
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -75,6 +78,12 @@ async def _send(send: Send, response: WebhookResponse) -> None:
     await send({"type": "http.response.body", "body": response.body})
 
 
+async def _refuse_websocket(receive: Receive, send: Send) -> None:
+    # Answered, not raised: a stray WebSocket client is no reason for a traceback.
+    if (await receive())["type"] == "websocket.connect":
+        await send({"type": "websocket.close", "code": 1008})
+
+
 async def _lifespan(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
@@ -92,6 +101,7 @@ def asgi_app(
     path: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     on_error: ErrorCallback | None = None,
+    allow_partially_signed_batches: bool = False,
 ) -> ASGIApp:
     """An ASGI 3 app that forwards what Segment's Webhooks destination POSTs.
 
@@ -100,10 +110,23 @@ def asgi_app(
     ``scope["path"]`` answered (404 elsewhere); leave it None when mounting.
     Only POST is accepted (405 otherwise). A ``Content-Length`` over
     ``max_body_bytes`` is answered 413 before reading, and a streamed body is
-    no longer read once past the limit. See :func:`handle` for the rest.
+    no longer read once past the limit. A WebSocket connection is closed
+    (403). See :func:`handle` for the rest: ``allow_partially_signed_batches``
+    (off by default, a batch whose signature covers only its first event is
+    refused) and the answers. An empty ``secret`` raises
+    :class:`~lago_segment.errors.ConfigurationError`.
 
     ``forward`` runs on the event loop thread, as ``AsyncForwarder`` requires;
     a thread ``Forwarder`` configured to block when its queue is full would
     block the loop, so prefer ``AsyncForwarder`` or a dropping queue here.
     """
-    return ASGIApp(Endpoint(forwarder, secret, path, max_body_bytes, on_error))
+    return ASGIApp(
+        Endpoint(
+            forwarder,
+            secret,
+            path,
+            max_body_bytes,
+            on_error,
+            allow_partially_signed_batches=allow_partially_signed_batches,
+        )
+    )

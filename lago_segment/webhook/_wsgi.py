@@ -72,6 +72,7 @@ def wsgi_app(
     path: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     on_error: ErrorCallback | None = None,
+    allow_partially_signed_batches: bool = False,
 ) -> WSGIApp:
     """A WSGI (PEP 3333) app that forwards what Segment's Webhooks destination POSTs.
 
@@ -81,6 +82,18 @@ def wsgi_app(
     Only POST is accepted (405 otherwise); a ``Content-Length`` over
     ``max_body_bytes`` is answered 413 without reading the body, and a body
     without ``Content-Length`` needs a server that sets
-    ``wsgi.input_terminated`` (411 otherwise). See :func:`handle` for the rest.
+    ``wsgi.input_terminated`` (411 otherwise). See :func:`handle` for the
+    rest: ``allow_partially_signed_batches`` (off by default, a batch whose
+    signature covers only its first event is refused) and the answers. An
+    empty ``secret`` raises :class:`~lago_segment.errors.ConfigurationError`.
     """
-    return WSGIApp(Endpoint(forwarder, secret, path, max_body_bytes, on_error))
+    return WSGIApp(
+        Endpoint(
+            forwarder,
+            secret,
+            path,
+            max_body_bytes,
+            on_error,
+            allow_partially_signed_batches=allow_partially_signed_batches,
+        )
+    )
