@@ -58,7 +58,12 @@ def test_to_dict_omits_empty_properties_and_absent_amount() -> None:
         (1651240791.123, "1651240791.123"),
         (1651240791.0, 1651240791),
         (Decimal("1651240791.1239"), "1651240791.123"),
-        (Decimal("-1.5"), "-2.500"),
+        # Before 1970: the fraction counts toward zero, sub-milliseconds toward the past.
+        (Decimal("-1.5"), "-1.500"),
+        (Decimal("-0.0005"), "-0.001"),
+        (-2.0, -2),
+        (datetime(1969, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc), "-0.001"),
+        (datetime(1969, 12, 31, 23, 59, 58, 250000, tzinfo=timezone.utc), "-1.750"),
     ],
 )
 def test_timestamps_render_as_unix_seconds_never_floats(
