@@ -655,7 +655,10 @@ def parse_batch(
             if check_size:
                 # surrogatepass: a str batch may hold a lone surrogate ("\ud800"),
                 # which plain UTF-8 cannot encode; it is measured, not refused here.
-                text = json.dumps(d, separators=(",", ":"), ensure_ascii=False)
+                try:
+                    text = json.dumps(d, separators=(",", ":"), ensure_ascii=False)
+                except RecursionError:  # measured before the depth check
+                    raise InvalidEventPayload(_TOO_DEEP) from None
                 size = len(text.encode("utf-8", "surrogatepass"))
                 if size > MAX_MESSAGE_BYTES:
                     raise InvalidEventPayload(
