@@ -51,6 +51,7 @@ MIN_UNIX_SECONDS = -62_135_596_800
 MAX_UNIX_SECONDS = 253_402_300_799
 
 _LIMIT = 10**MAX_INTEGER_DIGITS
+_NEG_LIMIT = -_LIMIT
 _FLOAT_LIMIT = float(_LIMIT)
 
 
@@ -71,7 +72,7 @@ def number_problem(value: int | float | Decimal) -> str | None:
     'has more than 25 digits before the decimal point (Lago stores numeric(40,15))'
     """
     if type(value) is int:
-        if -_LIMIT < value < _LIMIT:
+        if _NEG_LIMIT < value < _LIMIT:
             return None
         return _TOO_LARGE
     if isinstance(value, float):
@@ -295,7 +296,7 @@ class LagoEvent:
         has_decimal = False
         for key, item in props.items():
             kind = type(item)
-            if type(key) is str and (kind is str or (kind is int and -_LIMIT < item < _LIMIT)):
+            if type(key) is str and (kind is str or (kind is int and _NEG_LIMIT < item < _LIMIT)):
                 continue
             _check_property(key, item)
             has_decimal = has_decimal or isinstance(item, Decimal)
