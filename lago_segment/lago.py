@@ -5,6 +5,14 @@ Lago's ``POST /api/v1/events`` is unforgiving: keys are snake_case only,
 ISO-8601), and property values are strings or numbers. :class:`LagoEvent`
 checks all of that when it is constructed, so an event that exists is an
 event Lago will accept (as far as its shape goes).
+
+It also checks that every number fits what Lago stores: amounts and numeric
+properties have at most :data:`MAX_INTEGER_DIGITS` digits before the decimal
+point and :data:`MAX_DECIMAL_PLACES` after it (Lago's ``numeric(40,15)``
+column for ``precise_total_amount_cents``), and Unix-second timestamps lie
+between :data:`MIN_UNIX_SECONDS` and :data:`MAX_UNIX_SECONDS`. Those bounds
+and :func:`number_problem` are importable from ``lago_segment.lago`` only.
+See "Hostile input and what Lago can store" in ``docs/events.md``.
 """
 
 from __future__ import annotations
@@ -231,9 +239,12 @@ class LagoEvent:
 
     Validated at construction (raises :class:`~lago_segment.InvalidLagoEvent`
     naming the field): ids and code are non-empty strings, the timestamp is an
-    aware datetime or finite Unix seconds, property values are strings or
-    finite numbers (booleans and nulls are refused: Lago's API admits neither),
-    and ``precise_total_amount_cents`` is a decimal number.
+    aware datetime or finite Unix seconds from year 1 to 9999, property
+    values are strings or finite numbers (booleans and nulls are refused:
+    Lago's API admits neither), and ``precise_total_amount_cents`` is a
+    decimal number. Amounts and numeric properties must fit Lago's
+    ``numeric(40,15)``: under 10**25, at most 15 decimal places (a float's
+    places are not counted; see :func:`number_problem`).
 
     >>> event = LagoEvent(
     ...     transaction_id="msg-1",
