@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import sys
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import IO, Any, ClassVar
@@ -353,7 +354,7 @@ def _brackets(text: str | bytes) -> int:
     return text.count("{") + text.count("[")
 
 
-def _loads(data: str | bytes | bytearray, limit: int, what: str) -> Any:
+def _loads(data: str | bytes, limit: int, what: str) -> Any:
     """``json.loads`` with Segment's size limit, UTF-8 and depth checks."""
     if isinstance(data, str):
         size = len(data)
@@ -547,6 +548,21 @@ def _from_dict(d: dict[str, Any]) -> SegmentEvent:
     return _make(cls, fields)
 
 
+def _as_bytes(data: Any, limit: int, what: str) -> Any:
+    """A bytes-like ``data`` (bytearray, memoryview, ...) as ``bytes``; else ``data``."""
+    try:
+        view = memoryview(data)
+    except TypeError:
+        return data  # not bytes-like: the caller's type checks refuse it
+    with view:
+        # Refused before copying: the size check after the copy would refuse it anyway.
+        if view.nbytes > limit:
+            raise InvalidEventPayload(
+                f"{what} is {view.nbytes} bytes, over the {limit}-byte limit"
+            )
+        return view.tobytes()
+
+
 def _check_object(value: object) -> dict[str, Any]:
     if type(value) is dict:
         return value
@@ -555,12 +571,13 @@ def _check_object(value: object) -> dict[str, Any]:
     raise InvalidEventPayload(f"message must be a JSON object, not {_kind(value)}")
 
 
-def parse_event(data: Mapping[str, Any] | str | bytes) -> SegmentEvent:
+def parse_event(data: Mapping[str, Any] | str | bytes | bytearray | memoryview) -> SegmentEvent:
     """Parse and validate one Segment message; dispatch on its ``type``.
 
-    ``data`` is the message as JSON (``str`` or UTF-8 ``bytes``, at most 32 KB)
-    or as a mapping (copied at the top level: later changes to the caller's
-    dict do not change the event; nested values are shared).
+    ``data`` is the message as JSON (``str``, or UTF-8 ``bytes``, ``bytearray``
+    or ``memoryview``, at most 32 KB) or as a mapping (copied at the top
+    level: later changes to the caller's dict do not change the event; nested
+    values are shared).
 
     >>> from lago_segment.events import parse_event
     >>> ev = parse_event(b'{"type": "track", "event": "Seat Added", "userId": "u1"}')
@@ -570,7 +587,9 @@ def parse_event(data: Mapping[str, Any] | str | bytes) -> SegmentEvent:
     Raises :class:`~lago_segment.errors.InvalidEventPayload` naming the
     problem and its path, e.g. ``track event is missing "event" @ $.event``.
     """
-    if isinstance(data, (bytes, bytearray, str)):
+    if not isinstance(data, (str, bytes, Mapping)):
+        data = _as_bytes(data, MAX_MESSAGE_BYTES, "message")
+    if isinstance(data, (bytes, str)):
         value = _loads(data, MAX_MESSAGE_BYTES, "message")
         if type(value) is not dict:
             raise InvalidEventPayload(f"message must be a JSON object, not {_kind(value)}")
@@ -585,7 +604,9 @@ def parse_event(data: Mapping[str, Any] | str | bytes) -> SegmentEvent:
     return _from_dict(d)
 
 
-def parse_batch(data: Mapping[str, Any] | str | bytes | list[Any]) -> list[SegmentEvent]:
+def parse_batch(
+    data: Mapping[str, Any] | str | bytes | bytearray | memoryview | list[Any],
+) -> list[SegmentEvent]:
     """Parse a batch: a Segment HTTP API body or a JSON array of messages.
 
     A body is ``{"batch": [...], "context"?, "integrations"?}``; as Segment
@@ -594,13 +615,15 @@ def parse_batch(data: Mapping[str, Any] | str | bytes | list[Any]) -> list[Segme
     ``context`` (``integrations``) lacks, and its own keys win; nested
     objects such as ``context.library`` are taken whole, not merged.
 
-    The whole batch is at most 500 KB when given as ``str``/``bytes`` (then
+    The whole batch is at most 500 KB when given as ``str`` or bytes-like (then
     also each message at most 32 KB, measured as compact JSON). An error
     names the item in :attr:`~lago_segment.errors.InvalidEventPayload.index`.
     """
+    if not isinstance(data, (str, bytes, Mapping, list)):
+        data = _as_bytes(data, MAX_BATCH_BYTES, "batch")
     value: Any = data
     check_size = False
-    if isinstance(data, (bytes, bytearray, str)):
+    if isinstance(data, (bytes, str)):
         # No item can be over the per-message limit if the whole batch is not.
         check_size = len(data) > MAX_MESSAGE_BYTES
         value = _loads(data, MAX_BATCH_BYTES, "batch")
@@ -630,7 +653,13 @@ def parse_batch(data: Mapping[str, Any] | str | bytes | list[Any]) -> list[Segme
                         own = _obj(d, key)
                         d[key] = {**top, **own}
             if check_size:
-                size = len(json.dumps(d, separators=(",", ":"), ensure_ascii=False).encode())
+                # surrogatepass: a str batch may hold a lone surrogate ("\ud800"),
+                # which plain UTF-8 cannot encode; it is measured, not refused here.
+                try:
+                    text = json.dumps(d, separators=(",", ":"), ensure_ascii=False)
+                except RecursionError:  # measured before the depth check
+                    raise InvalidEventPayload(_TOO_DEEP) from None
+                size = len(text.encode("utf-8", "surrogatepass"))
                 if size > MAX_MESSAGE_BYTES:
                     raise InvalidEventPayload(
                         f"message is {size} bytes, over the {MAX_MESSAGE_BYTES}-byte limit"
@@ -669,6 +698,12 @@ def iter_events(
     holding a whole batch (``{"batch": [...]}``) is not accepted: it is a bad
     line (use :func:`parse_batch` on it).
 
+    A stream that cannot be read on (a truncated or corrupt ``.gz``, a file
+    named ``.gz`` that is not gzip, a text-mode file holding bytes its
+    encoding cannot decode) raises :class:`~lago_segment.errors.InvalidEventPayload`
+    naming the file and the line where reading stopped, whatever ``strict``
+    and ``on_error`` say: nothing after that point can be read.
+
     >>> import io
     >>> from lago_segment.events import iter_events
     >>> lines = io.BytesIO(b'{"type":"identify","userId":"u1"}\\n\\n[1]\\n')
@@ -706,15 +741,24 @@ def _iter_lines(
     readline = f.readline
     number = 0
     while True:
-        line = readline(limit)
+        overlong = 0
+        try:
+            line = readline(limit)
+            if len(line) >= limit and line[-1:] not in ("\n", b"\n"):
+                overlong = len(line) + _skip_rest(f, limit)
+        except _UNREADABLE as exc:
+            # The stream itself is broken (a truncated or non-gzip .gz, bytes
+            # that are not text): nothing after this point can be read.
+            raise InvalidEventPayload(
+                f"the file cannot be read past this point: {_describe(exc)}"
+            ).located(line=number + 1, source=source) from None
         if not line:
             return
         number += 1
         try:
-            if len(line) >= limit and line[-1:] not in ("\n", b"\n"):
-                size = len(line) + _skip_rest(f, limit)
+            if overlong:
                 raise InvalidEventPayload(
-                    f"message is {size}+ bytes, over the {MAX_MESSAGE_BYTES}-byte limit"
+                    f"message is {overlong}+ bytes, over the {MAX_MESSAGE_BYTES}-byte limit"
                 )
             line = line.strip()
             if not line:
@@ -730,6 +774,22 @@ def _iter_lines(
                 logger.warning("skipped a bad Segment message: %s", error)
             continue
         yield event
+
+
+#: What reading a broken stream raises: gzip's EOFError (truncated),
+#: BadGzipFile (an OSError: not gzip), zlib.error (corrupt data), and
+#: UnicodeDecodeError from a text-mode file.
+_UNREADABLE = (EOFError, gzip.BadGzipFile, zlib.error, UnicodeDecodeError)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, EOFError):
+        return "compressed data ends early (truncated gzip)"
+    if isinstance(exc, gzip.BadGzipFile):
+        return "not gzip data"
+    if isinstance(exc, zlib.error):
+        return "corrupt gzip data"
+    return "not valid text in the file's encoding"
 
 
 def _skip_rest(f: IO[str] | IO[bytes], limit: int) -> int:

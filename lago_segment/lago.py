@@ -5,6 +5,14 @@ Lago's ``POST /api/v1/events`` is unforgiving: keys are snake_case only,
 ISO-8601), and property values are strings or numbers. :class:`LagoEvent`
 checks all of that when it is constructed, so an event that exists is an
 event Lago will accept (as far as its shape goes).
+
+It also checks that every number fits what Lago stores: amounts and numeric
+properties have at most :data:`MAX_INTEGER_DIGITS` digits before the decimal
+point and :data:`MAX_DECIMAL_PLACES` after it (Lago's ``numeric(40,15)``
+column for ``precise_total_amount_cents``), and Unix-second timestamps lie
+between :data:`MIN_UNIX_SECONDS` and :data:`MAX_UNIX_SECONDS`. Those bounds
+and :func:`number_problem` are importable from ``lago_segment.lago`` only.
+See "Hostile input and what Lago can store" in ``docs/events.md``.
 """
 
 from __future__ import annotations
@@ -19,7 +27,16 @@ import attrs
 
 from .errors import InvalidLagoEvent
 
-__all__ = ["LagoEvent", "PropertyValue", "Timestamp"]
+__all__ = [
+    "MAX_DECIMAL_PLACES",
+    "MAX_INTEGER_DIGITS",
+    "MAX_UNIX_SECONDS",
+    "MIN_UNIX_SECONDS",
+    "LagoEvent",
+    "PropertyValue",
+    "Timestamp",
+    "number_problem",
+]
 
 #: A property value Lago accepts: a string or a number (never a bool or None).
 PropertyValue = str | int | float | Decimal
@@ -27,7 +44,75 @@ PropertyValue = str | int | float | Decimal
 Timestamp = datetime | int | float | Decimal
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MS = Decimal("0.001")
+
+#: Digits a number may have before its decimal point: Lago stores
+#: ``precise_total_amount_cents`` as ``numeric(40,15)`` (Postgres) and
+#: ``Decimal(40,15)`` (ClickHouse), so at most 40 - 15 = 25.
+MAX_INTEGER_DIGITS = 25
+#: Digits a number may have after its decimal point (trailing zeros aside):
+#: the scale of those same columns. Lago would round finer digits away.
+MAX_DECIMAL_PLACES = 15
+#: The earliest instant a timestamp may be, in Unix seconds (0001-01-01T00:00:00Z,
+#: the first instant :class:`~datetime.datetime` holds).
+MIN_UNIX_SECONDS = -62_135_596_800
+#: The latest instant a timestamp may be, in Unix seconds (9999-12-31T23:59:59Z).
+MAX_UNIX_SECONDS = 253_402_300_799
+
+_LIMIT = 10**MAX_INTEGER_DIGITS
+_NEG_LIMIT = -_LIMIT
+_FLOAT_LIMIT = float(_LIMIT)
+
+
+def number_problem(value: int | float | Decimal) -> str | None:
+    """Why Lago cannot store ``value`` exactly, or ``None`` when it can.
+
+    A number must be finite, below 10**25 in magnitude
+    (:data:`MAX_INTEGER_DIGITS`) and, for a :class:`~decimal.Decimal`, have
+    at most 15 significant decimal places (:data:`MAX_DECIMAL_PLACES`). A
+    float's precision is bounded by its type, so only its magnitude is
+    checked. Decided from the number's exponent, never by rendering it:
+    ``Decimal("1e999999999")`` is refused at once, where ``str()`` in plain
+    notation would write a billion digits.
+
+    >>> number_problem(Decimal("12.5")) is None
+    True
+    >>> number_problem(Decimal("1e999999999"))
+    'has more than 25 digits before the decimal point (Lago stores numeric(40,15))'
+    """
+    if type(value) is int:
+        if _NEG_LIMIT < value < _LIMIT:
+            return None
+        return _TOO_LARGE
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return f"must be a finite number, not {value!r}"
+        return None if -_FLOAT_LIMIT < value < _FLOAT_LIMIT else _TOO_LARGE
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return f"must be a finite number, not {value!r}"
+        if value.adjusted() >= MAX_INTEGER_DIGITS and value:
+            return _TOO_LARGE
+        _sign, digits, exponent = value.as_tuple()
+        if exponent < -MAX_DECIMAL_PLACES:  # type: ignore[operator]
+            # Trailing zeros written in the coefficient ("1.50000000000000000")
+            # are not digits Lago would lose; a zero's exponent counts in full
+            # (rendering 0E-999999999 in plain notation is as costly as 1E-...).
+            zeros = len(digits) - len(bytes(digits).rstrip(b"\0")) if any(digits) else 0
+            if exponent + zeros < -MAX_DECIMAL_PLACES:  # type: ignore[operator]
+                return (
+                    f"has more than {MAX_DECIMAL_PLACES} digits after the decimal point "
+                    "(Lago stores numeric(40,15) and would round them away); "
+                    "round it first, e.g. value.quantize(Decimal('1e-15'))"
+                )
+        return None
+    # bool and anything else: the callers check types; int subclasses land here.
+    return number_problem(int(value)) if isinstance(value, int) else None
+
+
+_TOO_LARGE = (
+    f"has more than {MAX_INTEGER_DIGITS} digits before the decimal point "
+    "(Lago stores numeric(40,15))"
+)
 
 
 def _require_id(name: str, value: object) -> str:
@@ -38,11 +123,10 @@ def _require_id(name: str, value: object) -> str:
     return value
 
 
-def _check_number(field: str, value: float | Decimal) -> None:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise InvalidLagoEvent(field, f"must be a finite number, not {value!r}")
-    if isinstance(value, Decimal) and not value.is_finite():
-        raise InvalidLagoEvent(field, f"must be a finite number, not {value!r}")
+def _check_number(field: str, value: int | float | Decimal) -> None:
+    problem = number_problem(value)
+    if problem is not None:
+        raise InvalidLagoEvent(field, problem)
 
 
 def _check_timestamp(value: object) -> Timestamp:
@@ -56,8 +140,18 @@ def _check_timestamp(value: object) -> Timestamp:
             raise InvalidLagoEvent(
                 "timestamp", "is a naive datetime: give it a timezone (e.g. UTC)"
             )
-    elif not isinstance(value, int):
-        _check_number("timestamp", value)
+        return value
+    if (isinstance(value, float) and not math.isfinite(value)) or (
+        isinstance(value, Decimal) and not value.is_finite()
+    ):
+        raise InvalidLagoEvent("timestamp", f"must be a finite number, not {value!r}")
+    # Compared, never rendered: Decimal("1e999999999") is refused at once.
+    if not MIN_UNIX_SECONDS <= value <= MAX_UNIX_SECONDS:
+        raise InvalidLagoEvent(
+            "timestamp",
+            f"is out of range: Unix seconds from {MIN_UNIX_SECONDS} (year 1) "
+            f"to {MAX_UNIX_SECONDS} (year 9999)",
+        )
     return value
 
 
@@ -78,7 +172,7 @@ def _check_property(key: object, item: object) -> None:
             f"is {kind}; Lago accepts only strings and numbers as property values "
             "(convert it explicitly, e.g. with @string in a mapping spec)",
         )
-    if isinstance(item, (float, Decimal)):
+    if not isinstance(item, str):
         _check_number(field, item)
 
 
@@ -91,7 +185,8 @@ def _check_amount(value: object) -> Decimal | str | None:
             f"must be a Decimal or a decimal string, not {type(value).__name__}",
         )
     try:
-        number = value if isinstance(value, Decimal) else Decimal(value)
+        # An int is checked before it becomes a Decimal (huge ones convert slowly).
+        number = value if isinstance(value, (Decimal, int)) else Decimal(value)
     except InvalidOperation:
         raise InvalidLagoEvent(
             "precise_total_amount_cents", f"is not a decimal number: {value!r}"
@@ -121,10 +216,13 @@ def unix_seconds(value: Timestamp) -> int | str:
     else:
         exact = value if isinstance(value, Decimal) else Decimal(repr(value))
         millis = int((exact * 1000).to_integral_value(rounding="ROUND_FLOOR"))
-    seconds, ms = divmod(millis, 1000)
+    # The fraction is rendered from the magnitude: divmod() floors, so
+    # -1 ms would otherwise read (-1, 999) and render "-1.999", not "-0.001".
+    seconds, ms = divmod(abs(millis), 1000)
+    sign = "-" if millis < 0 else ""
     if ms == 0:
-        return seconds
-    return f"{seconds}.{ms:03d}"
+        return millis // 1000
+    return f"{sign}{seconds}.{ms:03d}"
 
 
 def _render_property(value: PropertyValue) -> str | int | float:
@@ -141,9 +239,12 @@ class LagoEvent:
 
     Validated at construction (raises :class:`~lago_segment.InvalidLagoEvent`
     naming the field): ids and code are non-empty strings, the timestamp is an
-    aware datetime or finite Unix seconds, property values are strings or
-    finite numbers (booleans and nulls are refused: Lago's API admits neither),
-    and ``precise_total_amount_cents`` is a decimal number.
+    aware datetime or finite Unix seconds from year 1 to 9999, property
+    values are strings or finite numbers (booleans and nulls are refused:
+    Lago's API admits neither), and ``precise_total_amount_cents`` is a
+    decimal number. Amounts and numeric properties must fit Lago's
+    ``numeric(40,15)``: under 10**25, at most 15 decimal places (a float's
+    places are not counted; see :func:`number_problem`).
 
     >>> event = LagoEvent(
     ...     transaction_id="msg-1",
@@ -190,7 +291,10 @@ class LagoEvent:
             _require_id("external_subscription_id", external_subscription_id)
         if type(code) is not str or not code.strip():
             _require_id("code", code)
-        if type(timestamp) is not int and (
+        if type(timestamp) is int:
+            if not MIN_UNIX_SECONDS <= timestamp <= MAX_UNIX_SECONDS:
+                _check_timestamp(timestamp)
+        elif (
             type(timestamp) is not datetime
             or timestamp.tzinfo is None
             or timestamp.utcoffset() is None
@@ -203,7 +307,7 @@ class LagoEvent:
         has_decimal = False
         for key, item in props.items():
             kind = type(item)
-            if (kind is str or kind is int) and type(key) is str:
+            if type(key) is str and (kind is str or (kind is int and _NEG_LIMIT < item < _LIMIT)):
                 continue
             _check_property(key, item)
             has_decimal = has_decimal or isinstance(item, Decimal)

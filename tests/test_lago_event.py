@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lago_segment import InvalidLagoEvent, LagoEvent
 from lago_segment.lago import unix_seconds
@@ -58,7 +61,12 @@ def test_to_dict_omits_empty_properties_and_absent_amount() -> None:
         (1651240791.123, "1651240791.123"),
         (1651240791.0, 1651240791),
         (Decimal("1651240791.1239"), "1651240791.123"),
-        (Decimal("-1.5"), "-2.500"),
+        # Before 1970: the fraction counts toward zero, sub-milliseconds toward the past.
+        (Decimal("-1.5"), "-1.500"),
+        (Decimal("-0.0005"), "-0.001"),
+        (-2.0, -2),
+        (datetime(1969, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc), "-0.001"),
+        (datetime(1969, 12, 31, 23, 59, 58, 250000, tzinfo=timezone.utc), "-1.750"),
     ],
 )
 def test_timestamps_render_as_unix_seconds_never_floats(
@@ -152,3 +160,109 @@ def test_string_amounts_are_sent_as_written() -> None:
     assert (
         make(precise_total_amount_cents="12.50").to_dict()["precise_total_amount_cents"] == "12.50"
     )
+
+
+# --- bounds: what Lago stores (numeric(40,15) for amounts) -----------------------------
+
+HUGE = Decimal("1e999999999999999999")  # rendering it in plain notation would never end
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["1e999999999", HUGE, "1" + "0" * 25, 10**25, "-1e25", 10**100_000],
+    ids=["text-exponent", "decimal-exponent", "26-digits", "int", "negative", "huge-int"],
+)
+def test_amounts_over_25_integer_digits_are_refused_without_rendering(value: object) -> None:
+    with pytest.raises(InvalidLagoEvent, match="more than 25 digits before") as info:
+        make(precise_total_amount_cents=value)
+    assert info.value.field == "precise_total_amount_cents"
+
+
+@pytest.mark.parametrize(
+    "value", [Decimal("1e-999999999"), "0.1234567890123456", Decimal("0E-999999999")]
+)
+def test_amounts_with_more_than_15_decimal_places_are_refused(value: object) -> None:
+    with pytest.raises(InvalidLagoEvent, match="more than 15 digits after") as info:
+        make(precise_total_amount_cents=value)
+    assert "quantize" in info.value.problem
+
+
+@pytest.mark.parametrize(
+    ("value", "sent"),
+    [
+        ("9" * 25 + "." + "9" * 15, "9" * 25 + "." + "9" * 15),
+        ("-" + "9" * 25, "-" + "9" * 25),
+        (Decimal("1.500000000000000000000"), "1.500000000000000000000"),
+        (Decimal("1E+24"), "1" + "0" * 24),
+        (Decimal("0.000000000000001"), "0.000000000000001"),
+    ],
+)
+def test_amounts_within_the_bound_are_sent_exactly(value: object, sent: str) -> None:
+    assert make(precise_total_amount_cents=value).to_dict()["precise_total_amount_cents"] == sent
+
+
+@pytest.mark.parametrize(
+    "value",
+    [10**25, -(10**25), 10**5000, 1e25, -1e300, HUGE, Decimal("1e-999999999")],
+    ids=["int", "negative-int", "huge-int", "float", "huge-float", "decimal", "tiny-decimal"],
+)
+def test_numeric_properties_out_of_bounds_are_refused(value: object) -> None:
+    with pytest.raises(InvalidLagoEvent) as info:
+        make(properties={"n": value})
+    assert info.value.field == "properties.n"
+
+
+@pytest.mark.parametrize("value", [10**25 - 1, -(10**25) + 1, 9.99e24, 1e-300, Decimal("1.5")])
+def test_numeric_properties_within_the_bound_are_kept(value: object) -> None:
+    assert make(properties={"n": value}).properties == {"n": value}
+
+
+@pytest.mark.parametrize(
+    "value", [Decimal("1e999999999"), 10**20, -(10**12), 1e300, Decimal("253402300800")]
+)
+def test_timestamps_outside_years_1_to_9999_are_refused(value: object) -> None:
+    with pytest.raises(InvalidLagoEvent, match="out of range") as info:
+        make(timestamp=value)
+    assert info.value.field == "timestamp"
+
+
+@pytest.mark.parametrize("value", [-62_135_596_800, 253_402_300_799, Decimal("-1.5")])
+def test_timestamps_inside_years_1_to_9999_are_accepted(value: object) -> None:
+    assert make(timestamp=value).timestamp == value
+
+
+# --- timestamps before 1970 -------------------------------------------------------------
+
+_OFFSETS = st.builds(
+    timezone, st.timedeltas(min_value=timedelta(hours=-23), max_value=timedelta(hours=23))
+)
+
+
+def _floor_millis(delta: timedelta) -> int:
+    return delta // timedelta(milliseconds=1)  # floor division: toward the past
+
+
+@settings(deadline=None)  # a loaded machine makes no example a failure
+@given(st.datetimes(timezones=_OFFSETS))
+def test_rendered_datetimes_are_exact_unix_milliseconds(moment: datetime) -> None:
+    rendered = unix_seconds(moment)
+    millis = _floor_millis(moment - datetime(1970, 1, 1, tzinfo=timezone.utc))
+    assert Decimal(rendered) == Decimal(millis).scaleb(-3)
+    # Three decimals exactly, or an int for a whole second: never "-1.999" for -0.001.
+    if millis % 1000:
+        assert isinstance(rendered, str)
+        assert re.fullmatch(r"-?\d+\.\d{3}", rendered)
+    else:
+        assert rendered == millis // 1000
+
+
+@settings(deadline=None)  # a loaded machine makes no example a failure
+@given(
+    st.decimals(min_value=-62_135_596_800, max_value=253_402_300_799, places=6, allow_nan=False)
+)
+def test_rendered_decimal_seconds_round_trip_through_lago_json(seconds: Decimal) -> None:
+    event = make(timestamp=seconds)
+    wire = event.to_dict()["timestamp"]
+    expected = (seconds * 1000).to_integral_value(rounding=ROUND_FLOOR).scaleb(-3)
+    assert Decimal(wire) == expected
+    assert LagoEvent.from_dict(event.to_dict()).to_dict()["timestamp"] == wire

@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from lago_segment.lago import number_problem
+
 from ._fql import js_string, suggest
 from ._paths import MISSING, getter, parse_path, show
 
@@ -543,9 +545,19 @@ def _exclude_when_null(c: Compiler, arg: Any, loc: str, depth: int) -> Resolver:
 def _conversion(convert: Callable[[Any], Any]) -> _Compile:
     def compile_conversion(c: Compiler, arg: Any, loc: str, depth: int) -> Resolver:
         value = c.compile(arg, loc, depth)
-        return lambda p: convert(value(p))
+        return lambda p: _storable(convert(value(p)))
 
     return compile_conversion
+
+
+def _storable(value: Any) -> Any:
+    """A converted number Lago can store (see :func:`lago_segment.lago.number_problem`)."""
+    if value.__class__ in (int, float, Decimal):
+        problem = number_problem(value)
+        if problem is not None:
+            # The number itself is not shown: rendering it may be what costs.
+            raise Unconvertible(f"the converted number {problem}")
+    return value
 
 
 def _default(c: Compiler, arg: Any, loc: str, depth: int) -> Resolver:
