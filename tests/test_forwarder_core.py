@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
-from forwarder_support import PERMANENT, TRANSIENT, lago
-
 from collections.abc import Generator
 
 import httpx
+import pytest
+from forwarder_support import PERMANENT, TRANSIENT, lago
 
 from lago_segment._core import Call, Wait
 from lago_segment._forwarder_core import (

@@ -223,14 +223,18 @@ def big(n: int) -> dict[str, object]:
     return track(n, context={"padding": "x" * 20_000})
 
 
+def forward_many(fwd: Forwarder | AsyncForwarder, n: int = 1000) -> None:
+    for i in range(n):
+        fwd.forward(big(i))
+
+
 async def test_a_spool_write_error_raises_a_spool_error_by_default(
     driver: Driver, sender: FakeSender, spool: Path
 ) -> None:
     fwd = driver.make(sender, spec=TinySpec(), spool=spool, flush_interval=3600)
     fill_the_disk(fwd)
     with pytest.raises(SpoolError, match="could not write 1 event") as info:
-        for n in range(1000):
-            fwd.forward(big(n))
+        forward_many(fwd)
     assert not isinstance(info.value.__cause__, SpoolError)
     assert isinstance(info.value.__cause__, sqlite3.Error)
     assert info.value.path == str(spool)
@@ -251,8 +255,7 @@ async def test_a_spool_write_error_is_reported_with_on_full_drop(
         flush_interval=3600,
     )
     fill_the_disk(fwd)
-    for n in range(300):
-        fwd.forward(big(n))
+    forward_many(fwd, 300)
     assert errors
     assert {(e.stage, type(e.error)) for e in errors} == {("queue", SpoolError)}
     s = fwd.stats
@@ -270,8 +273,7 @@ def test_a_spool_write_error_with_on_full_block_raises_after_trying_again(
     )
     fill_the_disk(fwd)
     with pytest.raises(SpoolError):
-        for n in range(1000):
-            fwd.forward(big(n))
+        forward_many(fwd)
     fwd.close()
 
 
