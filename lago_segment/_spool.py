@@ -174,6 +174,9 @@ class SpoolStore:
         self._send_lock = threading.Lock()  # guards _send_db and the sender's cursor
         self._count_lock = threading.Lock()  # guards the counters below
         self._cursor = 0  # highest row id handed out by take()
+        # Row ids in flight (several batches at once): a resend from an earlier row
+        # on (retry_later) skips them, so no row is ever in two batches at once.
+        self._flying: set[int] = set()
         self._mine = 0  # rows owned by this store, not yet acknowledged
         self._admitted = 0  # rows ever inserted or adopted by this store
         self._in_flight = 0
@@ -232,13 +235,20 @@ class SpoolStore:
         if time.monotonic() < self._resume_at:
             return []
         with self._send_lock:
-            rows = self._send_db.execute(
+            found = self._send_db.execute(
                 "SELECT id, message_id, event FROM events WHERE owner = ? AND id > ? "
                 "ORDER BY id LIMIT ?",
-                (self._owner, self._cursor, n),
+                (self._owner, self._cursor, n + len(self._flying)),
             ).fetchall()
-            if rows:
-                self._cursor = rows[-1][0]
+            rows = []
+            for row in found:
+                if row[0] in self._flying:
+                    continue
+                rows.append(row)
+                self._cursor = row[0]
+                if len(rows) == n:
+                    break
+            self._flying.update(row[0] for row in rows)
         items: list[Item] = []
         bad: list[tuple[int, str | None, Exception]] = []
         for row_id, message_id, event in rows:
@@ -264,6 +274,7 @@ class SpoolStore:
                     (reason, row_id),
                 )
                 db.execute("DELETE FROM events WHERE id = ?", (row_id,))
+            self._flying.difference_update(row_id for row_id, _, _ in bad)
         with self._count_lock:
             self._total -= len(bad)
             self._mine -= len(bad)
@@ -290,6 +301,7 @@ class SpoolStore:
         with self._send_lock:
             with self._write_lock, _transaction(self._send_db) as db:
                 db.executemany("DELETE FROM events WHERE id = ?", ids)
+            self._flying.difference_update(i.row_id for i in items)
             self._acks += 1
             if self._acks % 20 == 0:
                 # PASSIVE: copies what it can without blocking the callers' inserts.
@@ -304,8 +316,10 @@ class SpoolStore:
     def retry_later(self, items: Sequence[Item]) -> bool:
         first = min(i.row_id or 0 for i in items)
         with self._send_lock:
-            # Everything from the first failed row on is sent again, in order.
+            # Everything from the first failed row on is sent again, in order
+            # (but for rows other batches have in flight).
             self._cursor = min(self._cursor, first - 1)
+            self._flying.difference_update(i.row_id for i in items)
         with self._count_lock:
             self._in_flight -= len(items)
             self._failures += 1

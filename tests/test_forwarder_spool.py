@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import stat
@@ -10,8 +11,9 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from forwarder_support import PERMANENT, TRANSIENT, Driver, FakeSender, TinySpec, track
+from forwarder_support import PERMANENT, TRANSIENT, Driver, FakeSender, TinySpec, lago, track
 
+from lago_segment._forwarder_core import Item
 from lago_segment._spool import SpoolStore
 from lago_segment.errors import ConfigurationError, QueueFullError, SpoolError
 from lago_segment.forwarder import AsyncForwarder, Forwarder, ForwardingError
@@ -307,3 +309,42 @@ async def test_spool_files_are_private_whatever_the_umask(
     finally:
         os.umask(old)
     assert modes == {f.name: 0o600 for f in files}
+
+
+def test_a_resent_batch_skips_rows_another_batch_has_in_flight(spool: Path) -> None:
+    store = SpoolStore(spool, max_events=100, retry_wait=0)
+    store.put([Item(lago(n), f"m{n}") for n in range(4)])
+    first, second = store.take(2), store.take(2)
+    store.retry_later(first)  # transient failure: resend from m0 on...
+    again = store.take(4)
+    assert [i.message_id for i in again] == ["m0", "m1"]  # ...but m2, m3 are in flight
+    store.ack(second)
+    store.ack(again)
+    assert (store.depth(), store.ready(), rows(spool)) == (0, 0, [])
+    store.close()
+
+
+async def test_with_several_batches_in_flight_each_ack_deletes_its_own_rows(
+    driver: Driver, sender: FakeSender, spool: Path
+) -> None:
+    sender.fail = {"m1": (TRANSIENT, False)}
+    errors: list[ForwardingError] = []
+    fwd = driver.make(
+        sender,
+        spec=TinySpec(),
+        spool=spool,
+        batch_size=2,
+        max_in_flight=4,
+        spool_retry_wait=0,
+        on_error=errors.append,
+        flush_interval=3600,
+    )
+    for n in range(8):
+        fwd.forward(track(n))
+    await asyncio.to_thread(sender.entered.wait, 10)
+    sender.fail = {}
+    assert await driver.close(fwd)
+    assert sorted(set(sender.stored)) == [f"m{n}" for n in range(8)]
+    assert rows(spool) == []
+    s = fwd.stats
+    assert (s.enqueued, s.delivered, s.failed, s.queue_depth) == (8, 8, 0, 0)
