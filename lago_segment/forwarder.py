@@ -397,12 +397,13 @@ class Forwarder(_BaseForwarder):
         # Wake a sender only when one sleeps and a batch is full (they wake by
         # themselves at the flush interval): no lock on forward()'s usual path.
         if self._core.wants_wakeup():
-            self._wake()
+            self._wake(self._core.store.ready() // self._core.batch_size)
 
-    def _wake(self) -> None:
+    def _wake(self, senders: int) -> None:
+        """Wake up to ``senders`` idle senders (one per full batch, not all of them)."""
         with self._lock:
             self._core.wakeups += 1
-            self._work.notify_all()
+            self._work.notify(senders)
 
     def _wait_for_room(self, n: int) -> bool:
         store = self._core.store
