@@ -413,6 +413,8 @@ class Core:
         self.clock = clock
         self.handlers: dict[str, Handler] = {}
         self.closed = False
+        self.pauses = True
+        """Whether a 429 pauses the senders at all (see :meth:`pause`)."""
         self._counts = dict.fromkeys(_COUNTERS, 0)
         self._lock = threading.Lock()
         self._reset_senders()
@@ -738,8 +740,12 @@ class Core:
         self._deadline = self.clock() + self.flush_interval
 
     def pause(self, seconds: float) -> None:
-        """Hold every sender off for ``seconds`` (Lago answered 429 with a reset)."""
-        if is_testing() or seconds <= 0:
+        """Hold every sender off for ``seconds`` (Lago answered 429 with a reset).
+
+        Not while waiting is off: :func:`~lago_segment.testing.set_testing`, or
+        :attr:`pauses` False (the shell's client waits with a custom ``sleep``).
+        """
+        if is_testing() or not self.pauses or seconds <= 0:
             return
         self.paused_until = max(self.paused_until, self.clock() + seconds)
 

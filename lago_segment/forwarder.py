@@ -181,6 +181,10 @@ class _BaseForwarder:
             store.close()
             raise
         self._flush_interval = flush_interval
+        # A client whose retry policy does not really sleep (tests, the testing
+        # fixture) wants no waiting: the senders do not pause on a 429 either.
+        if isinstance(client, (LagoClient, AsyncLagoClient)) and client.retry.sleep is not None:
+            self._core.pauses = False
         # Rows a spool kept from an earlier process are ours to deliver.
         self._core.count(enqueued=store.depth())
         _LIVE.add(self)

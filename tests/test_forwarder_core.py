@@ -201,3 +201,10 @@ def test_senders_share_the_work_one_batch_each(errors: list[ForwardingError]) ->
     assert isinstance(next(third), Idle)  # nothing left for a third
     assert isinstance(first.send(BatchResult(delivered=tuple(a.events))), Idle)
     assert core.settled == 3
+
+
+def test_no_pause_when_waiting_is_off(errors: list[ForwardingError]) -> None:
+    core = make_core(errors)
+    core.pauses = False  # the client's retry policy does not really sleep
+    core.pause(5)
+    assert core.paused_until == 0

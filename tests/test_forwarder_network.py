@@ -144,3 +144,11 @@ async def test_asyncio_senders_start_max_in_flight_tasks() -> None:
     await fwd.start()
     assert len(fwd._tasks) == 3
     assert await fwd.aclose()
+
+
+def test_a_client_that_does_not_really_sleep_does_not_pause_the_senders() -> None:
+    client = LagoClient("key", api_url="http://127.0.0.1:9", retry=RetryPolicy(sleep=print))
+    fwd = Forwarder(client, flush_at_exit=False)
+    assert not fwd._core.pauses
+    fwd.close()
+    assert Forwarder(LagoClient("key", api_url="http://127.0.0.1:9"))._core.pauses
