@@ -151,4 +151,6 @@ def test_a_client_that_does_not_really_sleep_does_not_pause_the_senders() -> Non
     fwd = Forwarder(client, flush_at_exit=False)
     assert not fwd._core.pauses
     fwd.close()
-    assert Forwarder(LagoClient("key", api_url="http://127.0.0.1:9"))._core.pauses
+    sleeping = Forwarder(LagoClient("key", api_url="http://127.0.0.1:9"), flush_at_exit=False)
+    assert sleeping._core.pauses
+    sleeping.close()
