@@ -292,6 +292,11 @@ class SpoolError(ForwarderError):
         super().__init__(f"spool {path}: {problem}")
         self.path = path
         """The spool file."""
+        self.problem = problem
+        """What went wrong."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.path, self.problem))
 
 
 class HandlerError(LagoSegmentError):

@@ -348,3 +348,12 @@ async def test_with_several_batches_in_flight_each_ack_deletes_its_own_rows(
     assert rows(spool) == []
     s = fwd.stats
     assert (s.enqueued, s.delivered, s.failed, s.queue_depth) == (8, 8, 0, 0)
+
+
+def test_a_spool_error_names_the_file_and_survives_pickling() -> None:
+    import pickle
+
+    error = SpoolError("/var/spool/lago.db", "could not write 1 event(s): disk I/O error")
+    assert str(error) == "spool /var/spool/lago.db: could not write 1 event(s): disk I/O error"
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), copy.path, str(copy)) == (SpoolError, error.path, str(error))
