@@ -104,6 +104,39 @@ def test_the_thread_forwarder_flushes_at_exit_unless_disabled(flag: str, printed
     assert done.stdout == printed
 
 
+HANGING_EXIT_CHILD = """
+import sys
+from forwarder_support import TinySpec, track
+from lago_segment.client import LagoClient
+from lago_segment.forwarder import Forwarder
+
+def report(failure):
+    print(failure.message_id, type(failure.error).__name__, flush=True)
+
+client = LagoClient("key", api_url=sys.argv[1], timeout=30)
+fwd = Forwarder(client, spec=TinySpec(), batch_size=5, max_in_flight=2, flush_interval=3600,
+                on_error=report, atexit_timeout=0.3)
+for i in range(20):
+    fwd.forward(track(i))
+"""
+
+
+def test_the_exit_hook_reports_every_event_a_hanging_server_holds_before_exiting() -> None:
+    with LoopbackLago(hang=True) as lago:
+        done = subprocess.run(
+            [sys.executable, "-c", HANGING_EXIT_CHILD, lago.url],
+            capture_output=True,
+            env=child_env(),
+            text=True,
+            timeout=60,
+            check=True,
+        )
+    # Two batches were in flight and two queued when the interpreter exited: each
+    # event is reported once, before the process is gone.
+    lines = sorted(done.stdout.splitlines())
+    assert lines == sorted(f"m{n} ForwarderClosedError" for n in range(20))
+
+
 def fork_and_run(child: object) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads running
