@@ -154,3 +154,43 @@ def test_a_client_that_does_not_really_sleep_does_not_pause_the_senders() -> Non
     sleeping = Forwarder(LagoClient("key", api_url="http://127.0.0.1:9"), flush_at_exit=False)
     assert sleeping._core.pauses
     sleeping.close()
+
+
+async def test_a_429_holds_every_sender_until_the_reset(driver: Driver) -> None:
+    sent_while_paused: list[str] = []
+    requests: list[float] = []
+    fwd: Forwarder | AsyncForwarder
+
+    def lago_api(request: httpx.Request) -> httpx.Response:
+        now = fwd._core.clock()
+        if requests and fwd._core.paused_until > now:
+            sent_while_paused.append(request.content.decode())
+        requests.append(now)
+        if len(requests) == 1:
+            return httpx.Response(429, headers={"X-RateLimit-Reset": "0.3"}, json={})
+        return httpx.Response(200, json={})
+
+    transport = httpx.MockTransport(lago_api)
+    if driver.kind == "asyncio":
+        client: Any = AsyncLagoClient(
+            "key", api_url="http://127.0.0.1:9", http_client=httpx.AsyncClient(transport=transport)
+        )
+    else:
+        client = LagoClient(
+            "key", api_url="http://127.0.0.1:9", http_client=httpx.Client(transport=transport)
+        )
+    errors: list[ForwardingError] = []
+    fwd = driver.make(
+        client, spec=TinySpec(), batch_size=1, max_in_flight=4, on_error=errors.append
+    )
+    fwd.forward(track(0))
+    for _ in range(3000):  # the 429 came back: every sender is paused
+        if fwd._core.paused_until:
+            break
+        await asyncio.sleep(0.01)
+    assert fwd._core.paused_until
+    for n in range(1, 4):
+        fwd.forward(track(n))  # three idle senders could send these at once...
+    assert await driver.close(fwd)
+    assert sent_while_paused == []  # ...but none did before the reset
+    assert (len(requests), errors, fwd.stats.delivered) == (5, [], 4)
