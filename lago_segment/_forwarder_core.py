@@ -12,38 +12,56 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+import time
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import attrs
+import httpx
 
-from ._handlers import CALL_TYPES, Handler, HandlerRetry, Settings, run_handler
+from ._core import Call, Flow, Wait, is_testing, server_wait
+from ._handlers import CALL_TYPES, Handler, HandlerRetry, Settings, handler_flow
+from ._results import BatchResult
 from .errors import (
     ConfigurationError,
     ForwarderClosedError,
     InvalidEventPayload,
+    LagoRateLimitError,
     MappingError,
     QueueFullError,
 )
 from .lago import LagoEvent
 
 if TYPE_CHECKING:
-    from .client import BatchResult
     from .events import SegmentEvent
 
+T = TypeVar("T")
+
 __all__ = [
+    "DEFAULT_MAX_IN_FLIGHT",
+    "Abandoned",
     "Core",
     "ErrorCallback",
     "ForwarderStats",
     "ForwardingError",
+    "Idle",
     "Item",
+    "MapFlow",
     "Mapper",
     "MemoryStore",
+    "Send",
+    "SenderFlow",
+    "SetAside",
     "Stage",
     "Store",
     "log_error",
     "message_id_of",
 ]
+
+#: Batches in flight at once by default: see "Throughput and latency" in
+#: docs/forwarders.md (8 batches per 20 ms round trip stay below Lago Cloud's
+#: 500 requests/s per organization, and within httpx's 20 kept-alive connections).
+DEFAULT_MAX_IN_FLIGHT = 8
 
 logger = logging.getLogger("lago_segment")
 
@@ -209,9 +227,21 @@ class Store(Protocol):
         """Reset in a forked child: forget the parent's events, new locks and handles."""
         ...
 
+    def pop_set_aside(self) -> list[SetAside]:
+        """Rows :meth:`take` found unreadable and set aside since the last call (a spool)."""
+        ...
+
     def close(self) -> None:
         """Release resources (files)."""
         ...
+
+
+@attrs.frozen(slots=True)
+class SetAside:
+    """A stored event that could not be read back: kept aside, never sent, reported once."""
+
+    error: Exception
+    message_id: str | None = None
 
 
 class MemoryStore:
@@ -269,6 +299,9 @@ class MemoryStore:
         self._admitted = 0
         self._lock = threading.Lock()
 
+    def pop_set_aside(self) -> list[SetAside]:
+        return []
+
     def close(self) -> None:
         pass
 
@@ -286,8 +319,46 @@ def message_id_of(event: Any) -> str | None:
     return getattr(event, "message_id", None)
 
 
+@attrs.frozen(slots=True)
+class Idle:
+    """A step of the sender flow: wait ``seconds``, or less if woken.
+
+    ``seen`` is :attr:`Core.wakeups` as the flow read it before looking at the
+    store: when it has changed since, the shell does not wait at all (no lost
+    wake-up).
+    """
+
+    seconds: float
+    seen: int
+
+
+@attrs.frozen(slots=True)
+class Send:
+    """A step of the sender flow: send ``events`` with the client.
+
+    The shell answers with the :class:`~lago_segment.client.BatchResult`, or the
+    exception ``send_batch`` raised.
+    """
+
+    events: list[LagoEvent]
+
+
+#: What a sender flow yields, what it is sent back, what it returns.
+SenderFlow = Generator["Idle | Send", "BatchResult | Exception | None", None]
+#: Mapping one Segment event: yields a handler's retry waits, returns the queued items.
+MapFlow = Generator[Wait, None, "list[Item]"]
+
+
+class Abandoned(Exception):
+    """Raised inside a client flow once ``close()``'s deadline has passed: no more retries."""
+
+
 class Core:
-    """The I/O-free heart of a forwarder: mapping, outcomes, counters, the store."""
+    """The I/O-free heart of a forwarder: mapping, senders' decisions, outcomes, counters.
+
+    The shells (a thread pool, asyncio tasks) run :meth:`sender` flows, up to
+    ``max_in_flight`` of them, and :meth:`map_flow`; they only wait and post.
+    """
 
     def __init__(
         self,
@@ -301,6 +372,9 @@ class Core:
         mapping_errors: Literal["raise", "report"],
         handler_retry: HandlerRetry,
         sleep: Callable[[float], None],
+        flush_interval: float = 1.0,
+        max_in_flight: int = 1,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 1 <= batch_size <= 100:
             raise ConfigurationError(
@@ -314,6 +388,12 @@ class Core:
             raise ConfigurationError(
                 "mapping_errors", f"must be 'raise' or 'report', not {mapping_errors!r}"
             )
+        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int):
+            raise ConfigurationError(
+                "max_in_flight", f"must be an int, not {type(max_in_flight).__name__}"
+            )
+        if max_in_flight < 1:
+            raise ConfigurationError("max_in_flight", f"must be >= 1, not {max_in_flight}")
         self.spec = spec
         self.settings = settings if isinstance(settings, Settings) else Settings(settings)
         if on_error is None:
@@ -328,10 +408,37 @@ class Core:
         self.raise_mapping_errors = mapping_errors == "raise"
         self.handler_retry = handler_retry
         self.sleep = sleep
+        self.flush_interval = flush_interval
+        self.max_in_flight = max_in_flight
+        self.clock = clock
         self.handlers: dict[str, Handler] = {}
         self.closed = False
+        self.pauses = True
+        """Whether a 429 pauses the senders at all (see :meth:`pause`)."""
         self._counts = dict.fromkeys(_COUNTERS, 0)
         self._lock = threading.Lock()
+        self._reset_senders()
+
+    def _reset_senders(self) -> None:
+        self.wakeups = 0
+        """Bumped by the shell to wake idle senders (see :class:`Idle`)."""
+        self.idle = 0
+        """Senders waiting for a batch."""
+        self.urgent = 0
+        """flush() calls waiting: partial batches go at once."""
+        self.stopping = False
+        """Set by close(): senders stop once idle."""
+        self.abandoned = False
+        """Set at close()'s deadline: what is still in flight was reported, retries stop."""
+        self.settled = 0
+        """Events settled (delivered or reported) by the senders."""
+        self.paused_until = 0.0
+        """Until when (``clock``) all senders hold off: Lago answered 429."""
+        self._deadline = self.clock() + self.flush_interval
+        self._flight = threading.Condition()  # guards the three below and `abandoned`
+        self._flying: dict[int, list[Item]] = {}
+        self._tokens = 0
+        self._settling = 0
 
     # -- handlers -------------------------------------------------------------------------
 
@@ -368,6 +475,7 @@ class Core:
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(_COUNTERS, 0)
         self.store.after_fork()
+        self._reset_senders()
 
     # -- reporting ------------------------------------------------------------------------
 
@@ -382,22 +490,43 @@ class Core:
     # -- the caller's side ----------------------------------------------------------------
 
     def map(self, event: SegmentEvent | Mapping[str, Any]) -> list[Item]:
+        """:meth:`map_flow` driven to its end, a handler's retries waiting with ``sleep``."""
+        flow = self.map_flow(event)
+        try:
+            wait = next(flow)
+        except StopIteration as stop:
+            items: list[Item] = stop.value
+            return items
+        return self.map_rest(flow, wait)
+
+    def map_rest(self, flow: MapFlow, wait: Wait) -> list[Item]:
+        """Finish a :meth:`map_flow` that yielded ``wait``, waiting with ``sleep``."""
+        try:
+            while True:
+                self.sleep(wait.seconds)
+                wait = next(flow)
+        except StopIteration as stop:
+            items: list[Item] = stop.value
+            return items
+
+    def map_flow(self, event: SegmentEvent | Mapping[str, Any]) -> MapFlow:
         """Turn one Segment event (or a ``{"batch": [...]}`` payload) into queued items.
 
         Spec rules first, then the handler for the event's type; both contribute.
-        Raises mapping errors when ``mapping_errors="raise"``; handler errors are
-        reported, never raised.
+        Raises mapping errors when ``mapping_errors="raise"`` (before its first
+        step); handler errors are reported, never raised. Yields a
+        :class:`~lago_segment._core.Wait` before each handler retry.
         """
         if self.closed:
             raise ForwarderClosedError("forward() was called after close()")
         if isinstance(event, Mapping) and "batch" in event and "type" not in event:
-            return self._map_batch(event)
+            return (yield from self._map_batch(event))
         self.count(received=1)
-        return self._map_one(event)
+        return (yield from self._map_one(event))
 
     def _map_one(
         self, event: SegmentEvent | Mapping[str, Any], *, with_handler: bool = True
-    ) -> list[Item]:
+    ) -> MapFlow:
         message_id = message_id_of(event)
         kind = _segment_type(event)
         handler = self.handlers.get(kind) if (with_handler and kind is not None) else None
@@ -415,7 +544,7 @@ class Core:
                 raise
             return []
         if handler is not None:
-            outcome = run_handler(handler, event, self.settings, self.handler_retry, self.sleep)
+            outcome = yield from handler_flow(handler, event, self.settings, self.handler_retry)
             if outcome.kind == "dropped":
                 self.count(discarded=1)
                 return []
@@ -429,7 +558,7 @@ class Core:
             return []
         return [Item(e, message_id, event) for e in events]
 
-    def _map_batch(self, payload: Mapping[str, Any]) -> list[Item]:
+    def _map_batch(self, payload: Mapping[str, Any]) -> MapFlow:
         from .events import parse_batch
 
         try:
@@ -444,10 +573,10 @@ class Core:
         batch_handler = self.handlers.get("batch")
         items: list[Item] = []
         for one in events:
-            items.extend(self._map_one(one, with_handler=batch_handler is None))
+            items.extend((yield from self._map_one(one, with_handler=batch_handler is None)))
         if batch_handler is not None:
-            outcome = run_handler(
-                batch_handler, events, self.settings, self.handler_retry, self.sleep
+            outcome = yield from handler_flow(
+                batch_handler, events, self.settings, self.handler_retry
             )
             if outcome.kind == "rejected":
                 assert outcome.error is not None
@@ -464,14 +593,18 @@ class Core:
             return  # the caller gets the exception itself
         self.report(ForwardingError(error, stage, message_id, None, event))
 
-    def overflow(self, items: Sequence[Item]) -> None:
-        """The store had no room for ``items``: raise or drop them, per ``on_full``."""
-        error = QueueFullError(
-            f"the forwarder's queue is full ({self.store.depth()} events held); "
-            f"{len(items)} Lago event(s) not taken"
-        )
+    def overflow(
+        self, items: Sequence[Item], error: Exception | None = None, *, can_raise: bool = True
+    ) -> None:
+        """The store had no room for ``items`` (or could not write them): raise or drop
+        them, per ``on_full``; ``can_raise=False`` (no caller to raise to) always drops."""
+        if error is None:
+            error = QueueFullError(
+                f"the forwarder's queue is full ({self.store.depth()} events held); "
+                f"{len(items)} Lago event(s) not taken"
+            )
         self.count(mapped=len(items), dropped=len(items))
-        if self.on_full != "drop":
+        if self.on_full != "drop" and can_raise:
             raise error
         for item in items:
             self.report(ForwardingError(error, "queue", item.message_id, item.event, item.source))
@@ -496,7 +629,165 @@ class Core:
         """``items`` (what :meth:`map` returned) are in the store."""
         self.count(mapped=len(items), enqueued=len(items))
 
-    # -- the sender's side ----------------------------------------------------------------
+    def wants_wakeup(self) -> bool:
+        """Whether a shell should wake its idle senders now: a full batch is waiting."""
+        return self.idle > 0 and self.store.ready() >= self.batch_size
+
+    # -- the senders' side ----------------------------------------------------------------
+
+    def sender(self) -> SenderFlow:
+        """One sender's life, as a flow its shell drives (thread or asyncio task).
+
+        It yields :class:`Idle` while there is nothing to send (or Lago asked
+        every sender to hold off), :class:`Send` with a batch, and settles what
+        the shell sends back. It ends once :attr:`stopping` is set and it is idle.
+        Each batch is tracked while in flight, so that :meth:`abandon` can report
+        it exactly once if ``close()`` gives up on it.
+        """
+        while True:
+            taken = yield from self._next_batch()
+            if taken is None:
+                return
+            token, items = taken
+            reply = yield Send([i.event for i in items])
+            with self._flight:
+                if self._flying.pop(token, None) is None:
+                    continue  # close() gave up on this batch and reported it
+                self._settling += 1
+            try:
+                self._settle_reply(items, reply)
+            finally:
+                self._done_settling()
+
+    def _next_batch(self) -> Generator[Idle, None, tuple[int, list[Item]] | None]:
+        with self._lock:
+            self.idle += 1
+        try:
+            while True:
+                seen = self.wakeups  # before looking: see Idle
+                if self.stopping:
+                    return None
+                now = self.clock()
+                paused = self.paused_until - now
+                if paused > 0:
+                    yield Idle(paused, seen)
+                    continue
+                wait = self.next_wait(
+                    urgent=self.urgent > 0,
+                    now=now,
+                    deadline=self._deadline,
+                    interval=self.flush_interval,
+                )
+                if wait is None:
+                    taken = self._take()
+                    if taken is not None:
+                        return taken
+                    # Another sender took it (or close() gave up): nothing left now.
+                    wait = self.store.retry_delay() or self.flush_interval
+                if not self.store.ready():
+                    self._deadline = now + wait
+                yield Idle(wait, seen)
+        finally:
+            with self._lock:
+                self.idle -= 1
+
+    def _take(self) -> tuple[int, list[Item]] | None:
+        with self._flight:
+            if self.abandoned:
+                return None
+            items = self.store.take(self.batch_size)
+            set_aside = self.store.pop_set_aside()
+            if set_aside:
+                self._settling += 1
+            if items:
+                self._tokens += 1
+                token = self._tokens
+                self._flying[token] = items
+        if set_aside:
+            try:
+                self._report_set_aside(set_aside)
+            finally:
+                self._done_settling()
+        return (token, items) if items else None
+
+    def _report_set_aside(self, rows: list[SetAside]) -> None:
+        self.count(failed=len(rows))
+        with self._lock:
+            self.settled += len(rows)
+        for row in rows:
+            self.report(ForwardingError(row.error, "delivery", row.message_id))
+
+    def _done_settling(self) -> None:
+        with self._flight:
+            self._settling -= 1
+            self._flight.notify_all()
+
+    def _settle_reply(self, items: list[Item], reply: BatchResult | Exception | None) -> None:
+        result: BatchResult | Exception = (
+            reply if reply is not None else RuntimeError("the sender got no reply")
+        )
+        if isinstance(result, BatchResult):
+            resets = [
+                f.error.reset
+                for f in result.failed
+                if isinstance(f.error, LagoRateLimitError) and f.error.reset
+            ]
+            if resets:
+                self.pause(max(resets))
+        settled = self.settle(items, result)
+        with self._lock:
+            self.settled += settled
+        self._deadline = self.clock() + self.flush_interval
+
+    def pause(self, seconds: float) -> None:
+        """Hold every sender off for ``seconds`` (Lago answered 429 with a reset).
+
+        Not while waiting is off: :func:`~lago_segment.testing.set_testing`, or
+        :attr:`pauses` False (the shell's client waits with a custom ``sleep``).
+        """
+        if is_testing() or not self.pauses or seconds <= 0:
+            return
+        self.paused_until = max(self.paused_until, self.clock() + seconds)
+
+    def gated(self, flow: Flow[T]) -> Flow[T]:
+        """Wrap a client's flow: its requests wait while the senders are paused, a 429
+        pauses all of them, and once ``close()`` gave up (:meth:`abandon`) it stops
+        (raising :class:`Abandoned`) instead of retrying."""
+        reply: Any = None
+        while True:
+            try:
+                step = flow.send(reply)
+            except StopIteration as stop:
+                result: T = stop.value
+                return result
+            if isinstance(step, Call):
+                # One wait, not a loop: a client whose policy does not really sleep
+                # (tests) must not spin until the reset.
+                wait = self.paused_until - self.clock()
+                if wait > 0 and not self.abandoned:
+                    yield Wait(wait)
+            if self.abandoned:
+                raise Abandoned("the forwarder closed while this batch was being sent")
+            reply = yield step
+            if isinstance(reply, httpx.Response) and reply.status_code == 429:
+                hint = server_wait(reply.headers)
+                if hint:
+                    self.pause(hint)
+
+    def abandon(self, *, own_settling: int = 0) -> list[Item]:
+        """``close()``'s deadline passed: stop retrying; return the events in flight.
+
+        Waits for batches being settled right now (no network: quick), except
+        ``own_settling`` of them (close() called from an ``on_error`` callback).
+        Every batch still in flight is handed over exactly once: its sender will
+        find it gone and neither settle nor report it.
+        """
+        with self._flight:
+            self.abandoned = True
+            self._flight.wait_for(lambda: self._settling <= own_settling)
+            items = [i for batch in self._flying.values() for i in batch]
+            self._flying.clear()
+        return items
 
     def settle(self, items: Sequence[Item], result: BatchResult | Exception) -> int:
         """Apply what Lago said about a batch; return how many events are settled.
@@ -545,6 +836,17 @@ class Core:
                 )
             )
         return len(done)
+
+    def report_unsent(self, items: Sequence[Item], error: Exception) -> None:
+        """Events close() gives up on (memory mode): counted failed, reported once each."""
+        if not items:
+            return
+        self.store.ack(items)
+        self.count(failed=len(items))
+        for item in items:
+            self.report(
+                ForwardingError(error, "delivery", item.message_id, item.event, item.source)
+            )
 
 
 def _match_failures(

@@ -7,11 +7,12 @@ the thread and asyncio forwarders.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 import attrs
 
+from ._core import Wait
 from .errors import DropEvent, RetryError
 from .lago import LagoEvent
 
@@ -21,6 +22,7 @@ __all__ = [
     "HandlerOutcome",
     "HandlerRetry",
     "Settings",
+    "handler_flow",
     "run_handler",
 ]
 
@@ -131,17 +133,17 @@ def _as_events(returned: object) -> tuple[LagoEvent, ...]:
     return events
 
 
-def run_handler(
-    handler: Handler,
-    event: Any,
-    settings: Settings,
-    retry: HandlerRetry,
-    sleep: Callable[[float], None],
-) -> HandlerOutcome:
+def handler_flow(
+    handler: Handler, event: Any, settings: Settings, retry: HandlerRetry
+) -> Generator[Wait, None, HandlerOutcome]:
     """Call ``handler`` and classify what happened, retrying on :class:`RetryError`.
 
-    Never raises (except ``BaseException``s that are not ``Exception``, such as
-    ``KeyboardInterrupt``): every error becomes an outcome.
+    A flow like the clients' (:mod:`lago_segment._core`): it yields a
+    :class:`~lago_segment._core.Wait` before each retry, which the thread
+    forwarder sleeps and the asyncio forwarder awaits, and returns the
+    :class:`HandlerOutcome`. Never raises (except ``BaseException``s that are
+    not ``Exception``, such as ``KeyboardInterrupt``): every error becomes an
+    outcome.
     """
     retries = 0
     while True:
@@ -153,8 +155,25 @@ def run_handler(
             if retries + 1 >= retry.attempts:
                 return HandlerOutcome("rejected", error=exc, retries=retries)
             retries += 1
-            sleep(retry.wait(retries))
+            yield Wait(retry.wait(retries))
         except Exception as exc:
             # EventNotSupported, InvalidEventPayload, ValidationError (Segment's
             # permanent errors) and any other exception: discarded and reported.
             return HandlerOutcome("rejected", error=exc, retries=retries)
+
+
+def run_handler(
+    handler: Handler,
+    event: Any,
+    settings: Settings,
+    retry: HandlerRetry,
+    sleep: Callable[[float], None],
+) -> HandlerOutcome:
+    """:func:`handler_flow` driven to its end, waiting with ``sleep``."""
+    flow = handler_flow(handler, event, settings, retry)
+    try:
+        while True:
+            sleep(next(flow).seconds)
+    except StopIteration as stop:
+        outcome: HandlerOutcome = stop.value
+        return outcome

@@ -56,6 +56,7 @@ __all__ = [
     "MappingError",
     "QueueFullError",
     "RetryError",
+    "SpoolError",
     "ValidationError",
 ]
 
@@ -280,6 +281,22 @@ class QueueFullError(ForwarderError):
 
 class ForwarderClosedError(ForwarderError):
     """``forward()`` was called on a forwarder that is closed."""
+
+
+class SpoolError(ForwarderError):
+    """The forwarder's spool file could not be written (disk full, I/O error, read-only
+    file: ``forward()`` then follows ``on_full``), or a row read back from it is not a
+    valid event (it is set aside in the file and reported once)."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"spool {path}: {problem}")
+        self.path = path
+        """The spool file."""
+        self.problem = problem
+        """What went wrong."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.path, self.problem))
 
 
 class HandlerError(LagoSegmentError):

@@ -133,19 +133,34 @@ class Driver:
 
 
 class LoopbackLago:
-    """A tiny Lago batch endpoint on 127.0.0.1 for subprocess tests.
+    """A tiny Lago batch endpoint on 127.0.0.1 (a real server, real sockets).
 
     Like Lago, it stores each transaction_id once (a resend is a duplicate, not a
     second event). ``stall_after`` batches in, it holds the next request until
-    :attr:`release` is set: a request in flight when the client dies.
+    :attr:`release` is set: a request in flight when the client dies. With
+    ``hang=True`` it holds every request until :attr:`release` is set (headers
+    never come), and stores nothing it did not answer. With ``barrier``, each
+    request waits at the barrier before being answered, so a request is only
+    answered once ``barrier.parties`` requests are in the server at once
+    (:attr:`broken` tells whether that ever failed). :attr:`max_concurrent` is
+    the most requests it held at once.
     """
 
-    def __init__(self, stall_after: int | None = None) -> None:
+    def __init__(
+        self,
+        stall_after: int | None = None,
+        *,
+        hang: bool = False,
+        barrier: threading.Barrier | None = None,
+    ) -> None:
         import http.server
         import json
 
         self.stored: dict[str, int] = {}
         self.received = 0
+        self.concurrent = 0
+        self.max_concurrent = 0
+        self.broken = False
         self.stalled = threading.Event()
         self.release = threading.Event()
         lago = self
@@ -155,13 +170,27 @@ class LoopbackLago:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with lock:
                     lago.received += 1
+                    lago.concurrent += 1
+                    lago.max_concurrent = max(lago.max_concurrent, lago.concurrent)
                     stall = stall_after is not None and lago.received == stall_after + 1
-                    for event in body["events"]:
-                        tx = event["transaction_id"]
-                        lago.stored[tx] = lago.stored.get(tx, 0) + 1
-                if stall:  # stored, but the answer is late: the client may die first
-                    lago.stalled.set()
-                    lago.release.wait()
+                    if not hang:
+                        for event in body["events"]:
+                            tx = event["transaction_id"]
+                            lago.stored[tx] = lago.stored.get(tx, 0) + 1
+                try:
+                    if barrier is not None:
+                        try:
+                            barrier.wait(30)
+                        except threading.BrokenBarrierError:
+                            lago.broken = True
+                    if stall or hang:  # the answer is late: the client may give up first
+                        lago.stalled.set()
+                        lago.release.wait()
+                        if hang:
+                            return  # no answer at all
+                finally:
+                    with lock:
+                        lago.concurrent -= 1
                 payload = json.dumps({"events": body["events"]}).encode()
                 try:
                     self.send_response(200)

@@ -2,16 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
+import httpx
 import pytest
 from forwarder_support import PERMANENT, TRANSIENT, lago
 
-from lago_segment._forwarder_core import Core, ForwardingError, Item, MemoryStore
+from lago_segment._core import Call, Wait
+from lago_segment._forwarder_core import (
+    Abandoned,
+    Core,
+    ForwardingError,
+    Idle,
+    Item,
+    MemoryStore,
+    Send,
+)
 from lago_segment._handlers import HandlerRetry
 from lago_segment.client import BatchResult, DeliveryFailure
+from lago_segment.errors import LagoRateLimitError
 from lago_segment.lago import LagoEvent
 
 
-def make_core(errors: list[ForwardingError], batch_size: int = 3) -> Core:
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_core(
+    errors: list[ForwardingError], batch_size: int = 3, clock: Clock | None = None
+) -> Core:
     return Core(
         spec=None,
         settings=None,
@@ -22,7 +45,15 @@ def make_core(errors: list[ForwardingError], batch_size: int = 3) -> Core:
         mapping_errors="raise",
         handler_retry=HandlerRetry(),
         sleep=lambda s: None,
+        max_in_flight=4,
+        clock=clock or Clock(),
     )
+
+
+def one_call() -> Generator[Call, object, object]:
+    """A client flow posting once and returning what it got."""
+    reply = yield Call("/api/v1/events/batch", b"{}")
+    return reply
 
 
 def queued(core: Core, *events: LagoEvent) -> list[Item]:
@@ -96,3 +127,84 @@ def test_a_client_exception_fails_the_whole_batch(errors: list[ForwardingError])
 def test_batch_size_is_capped_at_lagos_limit(errors: list[ForwardingError]) -> None:
     with pytest.raises(ValueError, match="between 1 and 100"):
         make_core(errors, batch_size=101)
+
+
+def test_a_429_pauses_every_sender_until_the_reset(errors: list[ForwardingError]) -> None:
+    clock = Clock()
+    core = make_core(errors, clock=clock)
+    first = core.gated(one_call())
+    assert isinstance(next(first), Call)
+    too_many = httpx.Response(429, headers={"X-RateLimit-Reset": "5"})
+    with pytest.raises(StopIteration):
+        first.send(too_many)
+    # Another sender's request now waits for the reset before it goes out.
+    second = core.gated(one_call())
+    assert next(second) == Wait(5.0)
+    clock.now += 5
+    assert isinstance(second.send(None), Call)
+
+
+def test_a_paused_sender_idles_with_a_full_batch_ready(errors: list[ForwardingError]) -> None:
+    clock = Clock()
+    core = make_core(errors, clock=clock)
+    core.store.put([Item(lago(n)) for n in range(3)])
+    core.pause(2.5)
+    sender = core.sender()
+    assert next(sender) == Idle(2.5, core.wakeups)
+    clock.now += 2.5
+    assert isinstance(sender.send(None), Send)
+
+
+def test_a_rate_limited_batch_pauses_every_sender(errors: list[ForwardingError]) -> None:
+    clock = Clock()
+    core = make_core(errors, clock=clock)
+    core.store.put([Item(lago(n)) for n in range(6)])
+    sender = core.sender()
+    step = next(sender)
+    assert isinstance(step, Send)
+    limited = LagoRateLimitError(429, "Too Many Requests", reset=7.0)
+    failed = tuple(DeliveryFailure(e, limited, False) for e in step.events)
+    assert sender.send(BatchResult(failed=failed)) == Idle(7.0, core.wakeups)
+    assert len(errors) == 3  # memory mode: the batch is reported
+
+
+def test_a_client_flow_stops_once_close_gave_up(errors: list[ForwardingError]) -> None:
+    core = make_core(errors)
+    flow = core.gated(one_call())
+    core.abandon()
+    with pytest.raises(Abandoned):
+        next(flow)
+
+
+def test_close_takes_over_a_batch_in_flight_exactly_once(errors: list[ForwardingError]) -> None:
+    core = make_core(errors)
+    core.store.put([Item(lago(n)) for n in range(3)])
+    sender = core.sender()
+    step = next(sender)
+    assert isinstance(step, Send)
+    core.stopping = True
+    assert [i.event for i in core.abandon()] == step.events
+    # The request ends later: its sender neither settles nor reports it, and stops.
+    with pytest.raises(StopIteration):
+        sender.send(BatchResult(delivered=tuple(step.events)))
+    assert (core.stats().delivered, errors, core.abandon()) == (0, [], [])
+
+
+def test_senders_share_the_work_one_batch_each(errors: list[ForwardingError]) -> None:
+    core = make_core(errors)
+    core.store.put([Item(lago(n)) for n in range(6)])
+    first, second, third = core.sender(), core.sender(), core.sender()
+    a, b = next(first), next(second)
+    assert isinstance(a, Send)
+    assert isinstance(b, Send)
+    assert {e.transaction_id for e in a.events + b.events} == {f"m{n}" for n in range(6)}
+    assert isinstance(next(third), Idle)  # nothing left for a third
+    assert isinstance(first.send(BatchResult(delivered=tuple(a.events))), Idle)
+    assert core.settled == 3
+
+
+def test_no_pause_when_waiting_is_off(errors: list[ForwardingError]) -> None:
+    core = make_core(errors)
+    core.pauses = False  # the client's retry policy does not really sleep
+    core.pause(5)
+    assert core.paused_until == 0

@@ -1,6 +1,6 @@
 """50,000 events from several threads (or tasks) through the real clients to a faulty
-FakeLago: each is stored exactly once, forward() never waits on the network, and the
-counters add up."""
+FakeLago, several batches in flight at once: each is stored exactly once, forward()
+never waits on the network, and the counters add up."""
 
 from __future__ import annotations
 
@@ -30,11 +30,21 @@ class GatedTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self.inner = inner
         self.gate = threading.Event()
         self.entered = threading.Event()
+        self.lock = threading.Lock()
+        self.concurrent = 0
+        self.max_concurrent = 0
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         self.entered.set()
         self.gate.wait()
-        return self.inner.handle_request(request)
+        with self.lock:
+            self.concurrent += 1
+            self.max_concurrent = max(self.max_concurrent, self.concurrent)
+        try:
+            return self.inner.handle_request(request)
+        finally:
+            with self.lock:
+                self.concurrent -= 1
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.entered.set()
@@ -120,6 +130,7 @@ async def test_50k_events_from_concurrent_callers_are_stored_exactly_once_despit
         flush_interval=0.005,
         spool=tmp_path / "spool.db" if mode == "spool" else None,
         spool_retry_wait=0,
+        max_in_flight=4,
     )
     # Lago does not answer at all until every caller is done: forward() never waits on it.
     await forward_from_workers(fwd)
@@ -137,3 +148,5 @@ async def test_50k_events_from_concurrent_callers_are_stored_exactly_once_despit
     assert s.duplicates > 0  # ACCEPT_THEN_DROP happened: the retry came back a duplicate
     assert s.retried > 0
     assert fake.injected_faults
+    if driver.kind == "thread":
+        assert transport.max_concurrent > 1  # batches really were in flight together

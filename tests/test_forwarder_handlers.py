@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -220,6 +221,57 @@ async def test_async_forwarder_retries_a_handler_without_blocking_the_loop(
     fwd.forward(track(7))
     await driver.close(fwd)
     assert (len(calls), sender.stored, errors) == (3, ["m7"], [])
+
+
+async def test_async_forwarder_awaits_a_handlers_retry_wait_while_the_loop_runs(
+    errors: list[ForwardingError],
+) -> None:
+    driver = Driver("asyncio")
+    sender = driver.sender()
+    retry = HandlerRetry(attempts=2, wait_initial=0.05, wait_max=0.05, wait_jitter=0)
+    fwd = driver.make(sender, on_error=errors.append, handler_retry=retry)
+    other_ran = asyncio.Event()
+    seen_by_retry: list[bool] = []
+
+    @fwd.on("track")
+    def handler(event: Track, settings: Settings) -> LagoEvent:
+        seen_by_retry.append(other_ran.is_set())
+        if len(seen_by_retry) == 1:
+            raise RetryError("lookup service busy")
+        return lago(7)
+
+    async def other() -> None:
+        other_ran.set()
+
+    fwd.forward(track(7))
+    # forward() returned before the retry: nothing queued yet, the loop is free.
+    assert (seen_by_retry, fwd.stats.enqueued) == ([False], 0)
+    await asyncio.create_task(other())
+    assert await fwd.flush(10)
+    # The retry ran after the other coroutine: its wait was awaited, not slept.
+    assert seen_by_retry == [False, True]
+    assert (sender.stored, errors) == (["m7"], [])
+    await driver.close(fwd)
+
+
+async def test_aclose_reports_an_event_whose_handler_retry_is_still_waiting(
+    errors: list[ForwardingError],
+) -> None:
+    driver = Driver("asyncio")
+    sender = driver.sender()
+    retry = HandlerRetry(attempts=2, wait_initial=3600, wait_max=3600, wait_jitter=0)
+    fwd = driver.make(sender, on_error=errors.append, handler_retry=retry)
+
+    @fwd.on("track")
+    def handler(event: Track, settings: Settings) -> LagoEvent:
+        raise RetryError("lookup service busy")
+
+    fwd.forward(track(7))
+    assert not await fwd.aclose(timeout=0.05)
+    assert [(e.stage, e.message_id, type(e.error).__name__) for e in errors] == [
+        ("handler", "m7", "ForwarderClosedError")
+    ]
+    assert fwd.stats.rejected == 1
 
 
 @pytest.mark.parametrize(

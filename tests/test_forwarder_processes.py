@@ -15,7 +15,7 @@ import pytest
 from forwarder_support import Driver, FakeSender, LoopbackLago, TinySpec, track
 
 from lago_segment.client import LagoClient
-from lago_segment.forwarder import AsyncForwarder, Forwarder
+from lago_segment.forwarder import DEFAULT_MAX_IN_FLIGHT, AsyncForwarder, Forwarder
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -69,7 +69,8 @@ def test_a_spool_delivers_everything_exactly_once_after_sigkill(tmp_path: Path) 
             assert fwd.stats.enqueued > 0
         assert sorted(lago.stored) == sorted(f"m{i}" for i in range(n))
         resent = [tx for tx, times in lago.stored.items() if times > 1]
-        assert 0 < len(resent) <= 10  # only the batch in flight was sent twice
+        # Only the batches in flight (at most max_in_flight of 10 events) were sent twice.
+        assert 0 < len(resent) <= DEFAULT_MAX_IN_FLIGHT * 10
 
 
 ATEXIT_CHILD = """
@@ -101,6 +102,39 @@ def test_the_thread_forwarder_flushes_at_exit_unless_disabled(flag: str, printed
         check=True,
     )
     assert done.stdout == printed
+
+
+HANGING_EXIT_CHILD = """
+import sys
+from forwarder_support import TinySpec, track
+from lago_segment.client import LagoClient
+from lago_segment.forwarder import Forwarder
+
+def report(failure):
+    print(failure.message_id, type(failure.error).__name__, flush=True)
+
+client = LagoClient("key", api_url=sys.argv[1], timeout=30)
+fwd = Forwarder(client, spec=TinySpec(), batch_size=5, max_in_flight=2, flush_interval=3600,
+                on_error=report, atexit_timeout=0.3)
+for i in range(20):
+    fwd.forward(track(i))
+"""
+
+
+def test_the_exit_hook_reports_every_event_a_hanging_server_holds_before_exiting() -> None:
+    with LoopbackLago(hang=True) as lago:
+        done = subprocess.run(
+            [sys.executable, "-c", HANGING_EXIT_CHILD, lago.url],
+            capture_output=True,
+            env=child_env(),
+            text=True,
+            timeout=60,
+            check=True,
+        )
+    # Two batches were in flight and two queued when the interpreter exited: each
+    # event is reported once, before the process is gone.
+    lines = sorted(done.stdout.splitlines())
+    assert lines == sorted(f"m{n} ForwarderClosedError" for n in range(20))
 
 
 def fork_and_run(child: object) -> int:
@@ -154,7 +188,7 @@ def test_a_forked_child_keeps_forwarding_without_resending_the_parents_events(
     else:
         fwd.close()
     loop.close()
-    assert sender.stored == ["m0", "m1", "m2"]
+    assert sorted(sender.stored) == ["m0", "m1", "m2"]
 
 
 async def _forward_range(fwd: AsyncForwarder, start: int, stop: int) -> None:
@@ -192,4 +226,4 @@ def test_a_forked_child_does_not_send_the_parents_spooled_events(tmp_path: Path)
     assert fork_and_run(child) == 0
     sender.gate.set()
     fwd.close()
-    assert sender.stored == ["m0", "m1", "m2"]
+    assert sorted(sender.stored) == ["m0", "m1", "m2"]

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sqlite3
+import stat
 import threading
 from contextlib import closing
 from pathlib import Path
 
 import pytest
-from forwarder_support import PERMANENT, TRANSIENT, Driver, FakeSender, TinySpec, track
+from forwarder_support import PERMANENT, TRANSIENT, Driver, FakeSender, TinySpec, lago, track
 
-from lago_segment.errors import QueueFullError
-from lago_segment.forwarder import ForwardingError
+from lago_segment._forwarder_core import Item
+from lago_segment._spool import SpoolStore
+from lago_segment.errors import ConfigurationError, QueueFullError, SpoolError
+from lago_segment.forwarder import AsyncForwarder, Forwarder, ForwardingError
 
 
 @pytest.fixture(params=["thread", "asyncio"])
@@ -163,3 +168,192 @@ async def test_two_live_forwarders_on_one_spool_send_only_their_own_events(
     await driver.close(one)
     await driver.close(two)
     assert stuck.stored == ["m1"]
+
+
+def leave_in_spool(spool: Path, n: int) -> None:
+    """Spool ``n`` events and close without delivering them (Lago never answers)."""
+    stuck = FakeSender()
+    stuck.gate = threading.Event()
+    fwd = Driver("thread").make(stuck, spec=TinySpec(), spool=spool, flush_interval=3600)
+    for i in range(n):
+        fwd.forward(track(i))
+    fwd.close(timeout=0.05)
+    stuck.gate.set()
+    for thread in fwd._threads:
+        thread.join(10)
+
+
+def poison(spool: Path, message_id: str, event: object) -> None:
+    with closing(sqlite3.connect(spool)) as db, db:
+        db.execute("UPDATE events SET event = ? WHERE message_id = ?", (event, message_id))
+
+
+@pytest.mark.parametrize("bad", ['{"transaction_id": "m2"}', "not json", b"\x00\xff", "[]"])
+async def test_a_row_that_fails_validation_is_reported_once_and_set_aside(
+    driver: Driver, sender: FakeSender, spool: Path, bad: object
+) -> None:
+    leave_in_spool(spool, 5)
+    poison(spool, "m2", bad)
+    errors: list[ForwardingError] = []
+    fwd = driver.make(sender, spool=spool, on_error=errors.append)
+    assert await driver.close(fwd)
+    assert sorted(sender.stored) == ["m0", "m1", "m3", "m4"]
+    [failure] = errors
+    assert (failure.stage, failure.message_id, failure.permanent) == ("delivery", "m2", True)
+    assert isinstance(failure.error, SpoolError)
+    assert "set aside" in str(failure.error)
+    s = fwd.stats
+    assert (s.enqueued, s.delivered, s.failed, s.queue_depth) == (5, 4, 1, 0)
+    # Kept for inspection, never sent; a later forwarder does not report it again.
+    assert rows(spool) == []
+    with closing(sqlite3.connect(spool)) as db:
+        kept = db.execute("SELECT message_id, event, error FROM set_aside").fetchall()
+    assert [(mid, event) for mid, event, _ in kept] == [("m2", bad)]
+    again = driver.make(driver.sender(), spool=spool, on_error=errors.append)
+    assert await driver.close(again)
+    assert len(errors) == 1
+
+
+def fill_the_disk(fwd: Forwarder | AsyncForwarder) -> None:
+    store = fwd._core.store
+    assert isinstance(store, SpoolStore)
+    pages = store._put_db.execute("PRAGMA page_count").fetchone()[0]
+    store._put_db.execute(f"PRAGMA max_page_count = {pages}")
+
+
+def big(n: int) -> dict[str, object]:
+    return track(n, context={"padding": "x" * 20_000})
+
+
+def forward_many(fwd: Forwarder | AsyncForwarder, n: int = 1000) -> None:
+    for i in range(n):
+        fwd.forward(big(i))
+
+
+async def test_a_spool_write_error_raises_a_spool_error_by_default(
+    driver: Driver, sender: FakeSender, spool: Path
+) -> None:
+    fwd = driver.make(sender, spec=TinySpec(), spool=spool, flush_interval=3600)
+    fill_the_disk(fwd)
+    with pytest.raises(SpoolError, match="could not write 1 event") as info:
+        forward_many(fwd)
+    assert not isinstance(info.value.__cause__, SpoolError)
+    assert isinstance(info.value.__cause__, sqlite3.Error)
+    assert info.value.path == str(spool)
+    assert fwd.stats.dropped == 1
+    await driver.close(fwd)
+
+
+async def test_a_spool_write_error_is_reported_with_on_full_drop(
+    driver: Driver, sender: FakeSender, spool: Path
+) -> None:
+    errors: list[ForwardingError] = []
+    fwd = driver.make(
+        sender,
+        spec=TinySpec(),
+        spool=spool,
+        on_full="drop",
+        on_error=errors.append,
+        flush_interval=3600,
+    )
+    fill_the_disk(fwd)
+    forward_many(fwd, 300)
+    assert errors
+    assert {(e.stage, type(e.error)) for e in errors} == {("queue", SpoolError)}
+    s = fwd.stats
+    assert s.dropped == len(errors)
+    assert s.mapped == s.enqueued + s.dropped == 300
+    await driver.close(fwd)
+    assert len(sender.stored) == s.enqueued
+
+
+def test_a_spool_write_error_with_on_full_block_raises_after_trying_again(
+    spool: Path,
+) -> None:
+    fwd = Forwarder(
+        FakeSender(), spec=TinySpec(), spool=spool, on_full="block", flush_at_exit=False
+    )
+    fill_the_disk(fwd)
+    with pytest.raises(SpoolError):
+        forward_many(fwd)
+    fwd.close()
+
+
+@pytest.mark.parametrize(("option", "level"), [("normal", 1), ("full", 2)])
+async def test_spool_sync_sets_sqlites_synchronous(
+    driver: Driver, sender: FakeSender, spool: Path, option: str, level: int
+) -> None:
+    fwd = driver.make(sender, spool=spool, spool_sync=option)
+    store = fwd._core.store
+    assert isinstance(store, SpoolStore)
+    for db in (store._put_db, store._send_db):
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == level
+    await driver.close(fwd)
+
+
+def test_spool_sync_is_validated(driver: Driver, spool: Path) -> None:
+    with pytest.raises(ConfigurationError, match="spool_sync"):
+        driver.make(driver.sender(), spool=spool, spool_sync="off")
+
+
+async def test_spool_files_are_private_whatever_the_umask(
+    driver: Driver, sender: FakeSender, spool: Path
+) -> None:
+    old = os.umask(0o022)
+    try:
+        fwd = driver.make(sender, spec=TinySpec(), spool=spool, flush_interval=3600)
+        fwd.forward(track(1))
+        files = [spool, Path(f"{spool}-wal"), Path(f"{spool}-shm")]
+        modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in files}
+        await driver.close(fwd)
+    finally:
+        os.umask(old)
+    assert modes == {f.name: 0o600 for f in files}
+
+
+def test_a_resent_batch_skips_rows_another_batch_has_in_flight(spool: Path) -> None:
+    store = SpoolStore(spool, max_events=100, retry_wait=0)
+    store.put([Item(lago(n), f"m{n}") for n in range(4)])
+    first, second = store.take(2), store.take(2)
+    store.retry_later(first)  # transient failure: resend from m0 on...
+    again = store.take(4)
+    assert [i.message_id for i in again] == ["m0", "m1"]  # ...but m2, m3 are in flight
+    store.ack(second)
+    store.ack(again)
+    assert (store.depth(), store.ready(), rows(spool)) == (0, 0, [])
+    store.close()
+
+
+async def test_with_several_batches_in_flight_each_ack_deletes_its_own_rows(
+    driver: Driver, sender: FakeSender, spool: Path
+) -> None:
+    sender.fail = {"m1": (TRANSIENT, False)}
+    errors: list[ForwardingError] = []
+    fwd = driver.make(
+        sender,
+        spec=TinySpec(),
+        spool=spool,
+        batch_size=2,
+        max_in_flight=4,
+        spool_retry_wait=0,
+        on_error=errors.append,
+        flush_interval=3600,
+    )
+    for n in range(8):
+        fwd.forward(track(n))
+    await asyncio.to_thread(sender.entered.wait, 10)
+    sender.fail = {}
+    assert await driver.close(fwd)
+    assert sorted(set(sender.stored)) == [f"m{n}" for n in range(8)]
+    assert rows(spool) == []
+    s = fwd.stats
+    assert (s.enqueued, s.delivered, s.failed, s.queue_depth) == (8, 8, 0, 0)
+
+
+def test_a_spool_error_names_the_file_and_survives_pickling() -> None:
+    import pickle
+
+    error = SpoolError("/var/spool/lago.db", "could not write 1 event(s): disk I/O error")
+    assert str(error) == "spool /var/spool/lago.db: could not write 1 event(s): disk I/O error"
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), copy.path, str(copy)) == (SpoolError, error.path, str(error))
