@@ -104,6 +104,11 @@ def test_equality_is_typed_as_in_segment_today(fql: str, value: Any, expected: b
     assert matches(fql, _with(value)) is expected
 
 
+def test_type_null_reads_as_absent_which_is_what_segment_does_for_a_string_type() -> None:
+    assert matches("type != null")
+    assert not matches("type = null")
+
+
 def test_a_boolean_is_never_a_number() -> None:
     assert not matches("properties.value = 1", _with(True))
     assert not matches("properties.value != 0", _with(True))
@@ -134,9 +139,10 @@ def test_top_level_fields_compare_a_number_as_its_text() -> None:
         ("properties.value != true", 'the text "true"'),
         ("traits.flag != false", 'the text "false"'),
         ("userId != true", 'the text "true"'),
-        # type and event: every value is String(token), so null is the text "null".
+        # type and event: every value is String(token), so null is the text "null" (for
+        # type, which is always a string, that reads the same as "absent or null").
         ("event = null", 'the text "null"'),
-        ("type != null", 'the text "null"'),
+        ("event != null", 'the text "null"'),
         ("event = true", 'the text "true"'),
         ("name = false", 'the text "false"'),
     ],

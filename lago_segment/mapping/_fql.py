@@ -455,7 +455,9 @@ def _comparison(path: tuple[str, ...], op: str, kind: str, value: Any, token: _T
     field = ".".join(path)
     root = path[0]
     nested = len(path) > 1 or root not in (_TEXT_FIELDS | _NAME_FIELDS | _ID_FIELDS)
-    if kind == "null" and root not in _TEXT_FIELDS:
+    # `type` is always a string in a Segment event, so "absent or null" and
+    # Segment's "the text null" give the same answers for it.
+    if kind == "null" and root != "event":
         if op == "=":  # not_exists
             return lambda p: get(p) in (MISSING, None)
         if op == "!=":  # exists
