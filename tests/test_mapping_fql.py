@@ -386,4 +386,4 @@ def test_arbitrary_triggers_compile_or_raise_mapping_error(fql: str) -> None:
         else:
             assert spec.rules[0].matches(EVENT) in (True, False)
             return
-    assert errors[0].startswith("rules[0].when: ")
+    assert errors[0].startswith('rules[0].when (rule "r"): ')

@@ -14,6 +14,7 @@ See ``docs/mapping.md`` for every directive and operator.
 from ._directives import DIRECTIVES, MAX_DEPTH, MAX_TEMPLATE_LENGTH
 from ._explain import Explanation, FieldExplanation, RuleExplanation
 from ._fql import MAX_FQL_DEPTH, MAX_FQL_LENGTH, AmbiguousFQLWarning
+from ._model import MappingDocument, RuleDocument
 from ._paths import MAX_PATH_LENGTH
 from ._spec import MAX_PROPERTIES, MAX_RULES, MappingSpec, Rule
 
@@ -32,7 +33,9 @@ __all__ = [
     "AmbiguousFQLWarning",
     "Explanation",
     "FieldExplanation",
+    "MappingDocument",
     "MappingSpec",
     "Rule",
+    "RuleDocument",
     "RuleExplanation",
 ]

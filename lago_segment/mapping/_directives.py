@@ -212,7 +212,7 @@ _dumps_string = json.JSONEncoder(ensure_ascii=False).encode
 def _json_text(value: Any) -> str:
     """JSON.stringify of a resolved value: compact, numbers written as JavaScript does."""
     if value.__class__ is str:
-        return _dumps_string(value)  # type: ignore[no-any-return]
+        return _dumps_string(value)  # type: ignore[no-any-return,unused-ignore]
     if value is None:
         return "null"
     if value is True:
@@ -349,7 +349,7 @@ class Compiler:
                 f"{loc}.{key}", f"must be one of {', '.join(map(repr, choices))}, not {value!r}"
             )
             return choices[0]
-        return value  # type: ignore[no-any-return]
+        return value  # type: ignore[no-any-return,unused-ignore]
 
     def path(self, arg: Any, loc: str) -> tuple[str, ...] | None:
         """A literal path string, parsed."""
