@@ -54,6 +54,10 @@ def _anything(value: Any, _type: Any) -> Any:
     return value
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
 def _properties(value: Any, _type: Any) -> Mapping[str, Any] | None:
     if value is None:
         return None
@@ -122,8 +126,21 @@ def _converter() -> cattrs.Converter:
         version=override(struct_hook=_version),
     )
     c.register_structure_hook(MappingDocument, doc_fn)
+    # Values are JSON already: passed through as they are (no walk of a deep value).
+    same = override(unstruct_hook=_same)
     c.register_unstructure_hook(
-        RuleDocument, make_dict_unstructure_fn(RuleDocument, c, _cattrs_omit_if_default=True)
+        RuleDocument,
+        make_dict_unstructure_fn(
+            RuleDocument,
+            c,
+            _cattrs_omit_if_default=True,
+            code=same,
+            external_subscription_id=same,
+            transaction_id=same,
+            timestamp=same,
+            properties=same,
+            precise_total_amount_cents=same,
+        ),
     )
     c.register_unstructure_hook(
         MappingDocument,

@@ -246,11 +246,11 @@ def _decode(text: str | bytes, where: str) -> str:
     if isinstance(text, str):
         return text
     if not isinstance(text, (bytes, bytearray, memoryview)):
-        raise MappingError(f"{where}: a spec is text or bytes, not {type(text).__name__}")
+        raise SpecError(f"{where}: a spec is text or bytes, not {type(text).__name__}")
     try:
         return bytes(text).decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise MappingError(f"{where}: not UTF-8 text (byte {exc.start + 1})") from None
+        raise SpecError(f"{where}: not UTF-8 text (byte {exc.start + 1})") from None
 
 
 def _load_toml(text: str, where: str) -> Any:
@@ -260,7 +260,7 @@ def _load_toml(text: str, where: str) -> Any:
         try:
             import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
         except ImportError:
-            raise MappingError(
+            raise SpecError(
                 f"{where}: reading TOML needs Python 3.11+ (tomllib) or the 'tomli' package "
                 "on Python 3.10; install tomli or write the spec as JSON"
             ) from None
@@ -270,22 +270,22 @@ def _load_toml(text: str, where: str) -> Any:
         # "... (at line 3, column 7)" -> "<where>:3:7: invalid TOML: ..."
         m = re.search(r"\(at line (\d+), column (\d+)\)$", str(exc))
         if m is None:
-            raise MappingError(f"{where}: invalid TOML: {exc}") from None
+            raise SpecError(f"{where}: invalid TOML: {exc}") from None
         problem = str(exc)[: m.start()].rstrip()
-        raise MappingError(f"{where}:{m[1]}:{m[2]}: invalid TOML: {problem}") from None
+        raise SpecError(f"{where}:{m[1]}:{m[2]}: invalid TOML: {problem}") from None
     except RecursionError:
-        raise MappingError(f"{where}: invalid TOML: nested too deeply") from None
+        raise SpecError(f"{where}: invalid TOML: nested too deeply") from None
 
 
 def _load_json(text: str, where: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise MappingError(f"{where}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+        raise SpecError(f"{where}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
     except RecursionError:
-        raise MappingError(f"{where}: invalid JSON: nested too deeply") from None
+        raise SpecError(f"{where}: invalid JSON: nested too deeply") from None
     except ValueError as exc:  # pragma: no cover - json raises JSONDecodeError
-        raise MappingError(f"{where}: invalid JSON: {exc}") from None
+        raise SpecError(f"{where}: invalid JSON: {exc}") from None
 
 
 _Locate = Callable[[tuple["str | int", ...]], "tuple[int, int] | None"]
