@@ -72,10 +72,6 @@ def _version(value: Any, _type: Any) -> int:
     return 1
 
 
-def _rule_fields() -> tuple[str, ...]:
-    return tuple(a.name for a in attrs.fields(RuleDocument))
-
-
 @functools.cache
 def _converter() -> cattrs.Converter:
     from ._spec import MAX_RULES
@@ -166,9 +162,21 @@ def unstructure(document: MappingDocument) -> dict[str, Any]:
     return {"version": document.version, "rules": [_plain(r) for r in data["rules"]]}
 
 
+_ORDER = (
+    "name",
+    "description",
+    "when",
+    "code",
+    "external_subscription_id",
+    "transaction_id",
+    "timestamp",
+    "precise_total_amount_cents",
+    "properties",
+)
+
+
 def _plain(rule: Mapping[str, Any]) -> dict[str, Any]:
-    order = _rule_fields()
-    return {k: rule[k] for k in order if k in rule and rule[k] is not None}
+    return {k: rule[k] for k in _ORDER if k in rule and rule[k] is not None}
 
 
 def _walk(exc: BaseException, path: Path, out: list[Problem]) -> None:

@@ -118,11 +118,15 @@ class NotTOML(ValueError):
 
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+# What a TOML literal string may hold: no control character but tab.
+_PLAIN = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
 
 
 def _string(text: str, where: str) -> str:
     if any("\ud800" <= ch <= "\udfff" for ch in text):
         raise NotTOML(f"{where}: a lone surrogate cannot be written as TOML")
+    if '"' in text and "'" not in text and _PLAIN.fullmatch(text):
+        return f"'{text}'"  # a literal string: triggers read as written
     # JSON's escapes are TOML's; TOML also wants DEL escaped.
     return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
@@ -159,7 +163,19 @@ def toml_document(data: Mapping[str, Any]) -> str:
     lines = [f"version = {_value(data['version'], 'version')}"]
     for i, rule in enumerate(data["rules"]):
         lines += ["", "[[rules]]"]
+        props = rule.get("properties")
+        table = isinstance(props, Mapping) and not any(str(k).startswith("@") for k in props)
         lines += [
-            f"{_key(k, f'rules[{i}]')} = {_value(v, f'rules[{i}].{k}')}" for k, v in rule.items()
+            f"{_key(k, f'rules[{i}]')} = {_value(v, f'rules[{i}].{k}')}"
+            for k, v in rule.items()
+            if not (table and k == "properties")
         ]
+        if table:
+            assert isinstance(props, Mapping)
+            lines += ["", "[rules.properties]"]
+            lines += [
+                f"{_key(str(k), f'rules[{i}].properties')} = "
+                f"{_value(v, f'rules[{i}].properties.{k}')}"
+                for k, v in props.items()
+            ]
     return "\n".join(lines) + "\n"
