@@ -150,7 +150,8 @@ def test_every_load_error_is_reported_at_once_with_its_location() -> None:
     assert errors == [
         "extra: unknown key",
         'rules[0].nmae (rule "api"): unknown key (did you mean "name"?)',
-        'rules[0].when (rule "api"): column 19: expected a field, found end of input in \'type = "track" and\'',
+        'rules[0].when (rule "api"): column 19: expected a field, found end of input in '
+        "'type = \"track\" and'",
         'rules[1] (rule "api"): missing required key "external_subscription_id"',
         'rules[1].name (rule "api"): duplicate rule name "api"',
         'rules[1].properties.gb (rule "api"): unknown directive "@pathh" (did you mean "@path"?)',
