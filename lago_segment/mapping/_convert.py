@@ -176,7 +176,9 @@ _ORDER = (
 
 
 def _plain(rule: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: rule[k] for k in _ORDER if k in rule and rule[k] is not None}
+    # An unset optional field is left out; a required one is kept even when null.
+    required = ("name", "when", "code", "external_subscription_id")
+    return {k: rule[k] for k in _ORDER if k in rule and (rule[k] is not None or k in required)}
 
 
 def _walk(exc: BaseException, path: Path, out: list[Problem]) -> None:
