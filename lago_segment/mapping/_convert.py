@@ -79,7 +79,7 @@ def _converter() -> cattrs.Converter:
     c = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     # cattrs' default str hook would turn {"a": 1} into "{'a': 1}": refuse instead.
     c.register_structure_hook(str, _strict_str("must be a string"))
-    c.register_structure_hook(Any, _anything)
+    # Values typed Any (mapping-kit values) pass through: see the overrides below.
     rule_fn = make_dict_structure_fn(
         RuleDocument,
         c,
@@ -147,9 +147,10 @@ def _converter() -> cattrs.Converter:
 
 def structure(data: Mapping[str, Any]) -> tuple[MappingDocument | None, list[Problem]]:
     """The typed document, or ``None`` and every structural problem with its path."""
+    converter = _converter()
     try:
-        return _converter().structure(data, MappingDocument), []
-    except Exception as exc:  # every error cattrs collected, walked below
+        return converter.structure(data, MappingDocument), []
+    except (ClassValidationError, IterableValidationError, _Invalid) as exc:
         problems: list[Problem] = []
         _walk(exc, (), problems)
         return None, problems
