@@ -18,6 +18,7 @@ from cattrs.errors import (
     ClassValidationError,
     ForbiddenExtraKeysError,
     IterableValidationError,
+    IterableValidationNote,
 )
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
@@ -104,14 +105,25 @@ def _converter() -> cattrs.Converter:
         return rule_fn(value, RuleDocument)
 
     c.register_structure_hook(RuleDocument, rule)
-    rule_list = c.get_structure_hook(list[RuleDocument])
 
     def rules(value: Any, _type: Any) -> tuple[RuleDocument, ...]:
         if not isinstance(value, list) or not value:
             raise _Invalid("must be a non-empty list of rules")
         if len(value) > MAX_RULES:
             raise _Invalid(f"more than {MAX_RULES} rules")
-        return tuple(rule_list(value, list[RuleDocument]))
+        # As cattrs' own list hook in detailed validation: every rule's errors, by index.
+        out: list[RuleDocument] = []
+        errors: list[Exception] = []
+        for index, item in enumerate(value):
+            try:
+                out.append(rule(item, RuleDocument))
+            except Exception as exc:
+                note = IterableValidationNote(f"rules @ index {index}", index, RuleDocument)
+                exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined,unused-ignore]
+                errors.append(exc)
+        if errors:
+            raise IterableValidationError("While structuring rules", errors, tuple)
+        return tuple(out)
 
     doc_fn = make_dict_structure_fn(
         MappingDocument,
