@@ -8,6 +8,11 @@ fields as mapping-kit values (literals, or objects with one ``@`` directive)::
     lago_events = spec.map(segment_event)     # [] when no rule matches
     print(spec.explain(segment_event))        # why (not)
 
+A spec can also be built in Python from the typed document classes
+(:class:`MappingDocument`, :class:`RuleDocument`) with
+:meth:`MappingSpec.from_document`, and written out with
+:meth:`MappingSpec.to_dict`, ``to_json`` or ``to_toml``.
+
 See ``docs/mapping.md`` for every directive and operator.
 """
 
