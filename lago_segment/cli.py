@@ -151,7 +151,22 @@ def _cmd_check(args: argparse.Namespace) -> int:
     spec = _load_spec(args.spec)
     if spec is None:
         return EXIT_FAILED
+    if getattr(args, "format", None) is not None:
+        return _print_normalized(spec, args.format, args.spec)
     print(f"{args.spec}: ok ({_plural(len(spec.rules), 'rule')})")
+    return EXIT_OK
+
+
+def _print_normalized(spec: MappingSpec, fmt: str, path: str) -> int:
+    """``check --format``: the normalized spec on stdout; it loads back to an equal spec."""
+    from .errors import MappingError
+
+    try:
+        text = spec.to_toml() if fmt == "toml" else spec.to_json()
+    except MappingError as exc:  # e.g. a null, which TOML cannot write
+        _err(f"{path}: {exc}")
+        return EXIT_FAILED
+    sys.stdout.write(text)
     return EXIT_OK
 
 
@@ -371,6 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=raw,
     )
     check.add_argument("spec", metavar="SPEC", help="the mapping spec (.toml or .json)")
+    check.add_argument(
+        "--format",
+        choices=("toml", "json"),
+        help="print the normalized spec in this format instead (it loads back to an equal spec)",
+    )
     check.set_defaults(run=_cmd_check)
 
     map_ = commands.add_parser(

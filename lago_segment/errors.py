@@ -55,6 +55,7 @@ __all__ = [
     "LagoValidationError",
     "MappingError",
     "QueueFullError",
+    "SpecError",
     "RetryError",
     "SpoolError",
     "ValidationError",
@@ -166,6 +167,15 @@ class MappingError(LagoSegmentError):
         else:
             text = f"{len(self.errors)} errors:\n" + "\n".join(f"  - {e}" for e in self.errors)
         super().__init__(text)
+
+
+class SpecError(MappingError):
+    """A mapping spec is invalid: raised when it is loaded or built, never while mapping.
+
+    A :class:`MappingError`, so ``except MappingError`` still catches it;
+    :attr:`errors` lists every problem, each with its location, the rule's name
+    and, for a TOML or JSON file, ``file:line:column``.
+    """
 
 
 class ConfigurationError(LagoSegmentError, ValueError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from typing import Any
 
@@ -57,22 +58,117 @@ def test_equality_on_each_field(fql: str, expected: bool) -> None:
     assert matches(fql) is expected
 
 
-def test_equals_compares_string_forms_so_a_number_equals_its_text() -> None:
-    # Segment: String(actual) === String(expected).
-    assert matches("properties.price = 150")
-    assert matches('properties.price = "150"')
-    assert matches("properties.count_text = 5")
+# Typed equality, as Segment's trigger evaluator has it today: the cases below come from
+# segmentio/action-destinations packages/destination-subscriptions/src/__tests__/validate.test.ts
+# ("operators - equals (boolean true|false)", "equals (strings)", "number_equals (numbers)",
+# "not equals (numbers)", "number_not_equals (numbers)") and the parser that produces those
+# operators, packages/destination-subscriptions/src/parse-fql.ts.
 
 
-def test_equals_true_matches_boolean_and_its_text() -> None:
-    assert matches("properties.active = true")
-    assert matches("properties.active != false")
-    assert matches("properties.flag = true", {"properties": {"flag": "true"}})
+def _with(value: Any) -> dict[str, Any]:
+    return {"type": "track", "properties": {"value": value}}
 
 
-def test_not_equals_matches_an_absent_field() -> None:
-    # String(undefined) is "undefined", which differs from "x".
+@pytest.mark.parametrize(
+    ("fql", "value", "expected"),
+    [
+        # is_true / is_false: only a JSON boolean.
+        ("properties.value = true", True, True),
+        ("properties.value = true", False, False),
+        ("properties.value = true", "true", False),
+        ("properties.value = false", False, True),
+        ("properties.value = false", True, False),
+        ("properties.value = false", "false", False),
+        # = "123": actual === "123".
+        ('properties.value = "123"', "123", True),
+        ('properties.value = "123"', 123, False),
+        ('properties.value = "123"', 0, False),
+        # number_equals: typeof actual === "number".
+        ("properties.value = 123", 123, True),
+        ("properties.value = 123", 123.0, True),
+        ("properties.value = 123", "123", False),
+        ("properties.value = 123", 0, False),
+        # != "123": actual !== "123" (so the number 123 differs from it).
+        ('properties.value != "123"', 123, True),
+        ('properties.value != "123"', "123", False),
+        ('properties.value != "123"', 456, True),
+        ('properties.value != "123"', "456", True),
+        # number_not_equals: a number, and a different one.
+        ("properties.value != 456", 123, True),
+        ("properties.value != 456", "456", False),
+        ("properties.value != 456", 0, True),
+        ("properties.value != 456", 456, False),
+    ],
+)
+def test_equality_is_typed_as_in_segment_today(fql: str, value: Any, expected: bool) -> None:
+    assert matches(fql, _with(value)) is expected
+
+
+def test_type_null_reads_as_absent_which_is_what_segment_does_for_a_string_type() -> None:
+    assert matches("type != null")
+    assert not matches("type = null")
+
+
+def test_a_boolean_is_never_a_number() -> None:
+    assert not matches("properties.value = 1", _with(True))
+    assert not matches("properties.value != 0", _with(True))
+
+
+def test_number_not_equals_is_false_when_the_field_is_absent() -> None:
+    # number_not_equals needs typeof actual === "number"; undefined is not one.
+    assert not matches("properties.absent != 5")
+
+
+def test_not_equals_a_string_matches_an_absent_field() -> None:
+    # validate.ts '!=': undefined !== "x".
     assert matches('properties.absent != "x"')
+
+
+def test_top_level_fields_compare_a_number_as_its_text() -> None:
+    # parse-fql.ts: for type, event, name and userId the value is String(token value).
+    assert matches("event = 5", {"type": "track", "event": "5"})
+    assert not matches("event = 5", {"type": "track", "event": 5})
+    assert matches("userId != 5", {"type": "track", "userId": 5})
+
+
+@pytest.mark.parametrize(
+    ("fql", "reason"),
+    [
+        # parse-fql.ts maps only `= true|false` to is_true/is_false; `!= true` stays
+        # '!=' with String(true), i.e. actual !== "true": the boolean true matches.
+        ("properties.value != true", 'the text "true"'),
+        ("traits.flag != false", 'the text "false"'),
+        ("userId != true", 'the text "true"'),
+        # type and event: every value is String(token), so null is the text "null" (for
+        # type, which is always a string, that reads the same as "absent or null").
+        ("event = null", 'the text "null"'),
+        ("event != null", 'the text "null"'),
+        ("event = true", 'the text "true"'),
+        ("name = false", 'the text "false"'),
+    ],
+)
+def test_comparisons_segment_reads_as_text_are_refused(fql: str, reason: str) -> None:
+    with pytest.raises(FQLSyntaxError, match=f"is refused: Segment compares .* with {reason}"):
+        compile_fql(fql)
+
+
+def test_the_refusal_names_the_rule_when_a_spec_loads() -> None:
+    rule = {
+        "name": "trial",
+        "when": "properties.trial != true",
+        "code": "x",
+        "external_subscription_id": "s",
+    }
+    with pytest.raises(
+        MappingError, match=r"rules\[0\]\.when \(rule \"trial\"\): column 21: .*refused"
+    ):
+        MappingSpec.from_dict({"rules": [rule]})
+
+
+def test_the_issue_s_examples_no_longer_bill_what_segment_would_not_send() -> None:
+    assert not matches("properties.trial = false", {"properties": {"trial": "false"}})
+    assert not matches("properties.value = 123", {"properties": {"value": "123"}})
+    assert matches('properties.value != "123"', {"properties": {"value": 123}})
 
 
 def test_equals_null_means_absent_or_null() -> None:
@@ -121,12 +217,35 @@ def test_contains_is_a_substring_test_on_strings_only() -> None:
 
 
 def test_match_supports_wildcards_anywhere() -> None:
+    # Leading and trailing * as in packages/destination-subscriptions/src/__tests__/fql.test.ts
+    # ('match(event, "X*")', 'match(event, "*X")'); a * inside is our documented extension.
     assert matches('match(event, "API*")')
     assert matches('match(event, "*Call")')
     assert matches('match(properties.plan, "pro*ann*")')
     assert matches('match(event, "API Call")')
     assert not matches('match(event, "API")')
     assert not matches('match(properties.plan, "*basic*")')
+
+
+@pytest.mark.parametrize(
+    ("pattern", "column", "what"),
+    [
+        ('"API?all"', 18, "'\\?'"),
+        ('"API [CD]all"', 19, r"'\[\.\.\.\]'"),
+        ('"API\\*"', 18, "a backslash escape"),
+    ],
+)
+def test_match_refuses_the_wildcards_segment_does_not_evaluate(
+    pattern: str, column: int, what: str
+) -> None:
+    # The FQL reference documents ?, [abc], [a-z] and \x; parse-fql.ts only turns a
+    # trailing * into starts_with and anything else into ends_with.
+    with pytest.raises(
+        FQLSyntaxError, match=f"column {column}: match\\(\\) supports only"
+    ) as info:
+        compile_fql(f"match(event, {pattern})")
+    assert re.search(what, str(info.value))
+    assert "Segment does not evaluate it" in str(info.value)
 
 
 def test_match_wildcard_does_not_overlap_head_and_tail() -> None:
@@ -267,4 +386,4 @@ def test_arbitrary_triggers_compile_or_raise_mapping_error(fql: str) -> None:
         else:
             assert spec.rules[0].matches(EVENT) in (True, False)
             return
-    assert errors[0].startswith("rules[0].when: ")
+    assert errors[0].startswith('rules[0].when (rule "r"): ')

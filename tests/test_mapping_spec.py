@@ -105,19 +105,22 @@ def test_load_of_a_missing_file_is_a_mapping_error(tmp_path: Path) -> None:
 
 def test_load_errors_name_the_file(tmp_path: Path) -> None:
     path = tmp_path / "spec.json"
-    path.write_text(json.dumps({"rules": [rule(code={"@pathh": "$.event"})]}), encoding="utf-8")
+    text = json.dumps({"rules": [rule(code={"@pathh": "$.event"})]})
+    path.write_text(text, encoding="utf-8")
     with pytest.raises(MappingError) as info:
         MappingSpec.load(path)
+    column = text.index('{"@pathh"') + 1
     assert info.value.errors == [
-        f'{path}: rules[0].code: unknown directive "@pathh" (did you mean "@path"?)'
+        f'{path}:1:{column}: rules[0].code (rule "api"): unknown directive "@pathh" '
+        '(did you mean "@path"?)'
     ]
 
 
 @pytest.mark.parametrize(
     ("loader", "text", "message"),
     [
-        (MappingSpec.from_json, "{oops", "spec: invalid JSON"),
-        (MappingSpec.from_toml, "rules = [", "spec: invalid TOML"),
+        (MappingSpec.from_json, "{oops", "spec:1:2: invalid JSON"),
+        (MappingSpec.from_toml, "rules = [\nx = = 1", "spec:2:1: invalid TOML"),
     ],
 )
 def test_syntax_errors_in_the_file_are_mapping_errors(
@@ -146,11 +149,12 @@ def test_every_load_error_is_reported_at_once_with_its_location() -> None:
     )
     assert errors == [
         "extra: unknown key",
-        'rules[0].nmae: unknown key (did you mean "name"?)',
-        "rules[0].when: column 19: expected a field, found end of input in 'type = \"track\" and'",
-        'rules[1]: missing required key "external_subscription_id"',
-        'rules[1].name: duplicate rule name "api"',
-        'rules[1].properties.gb: unknown directive "@pathh" (did you mean "@path"?)',
+        'rules[0].nmae (rule "api"): unknown key (did you mean "name"?)',
+        'rules[0].when (rule "api"): column 19: expected a field, found end of input in '
+        "'type = \"track\" and'",
+        'rules[1] (rule "api"): missing required key "external_subscription_id"',
+        'rules[1].name (rule "api"): duplicate rule name "api"',
+        'rules[1].properties.gb (rule "api"): unknown directive "@pathh" (did you mean "@path"?)',
     ]
 
 
@@ -159,8 +163,8 @@ def test_the_error_message_lists_every_problem() -> None:
         spec_of(rule(code={"@x": 1}), rule(name="b", when="tpye = 1"))
     text = str(info.value)
     assert text.startswith("2 errors:")
-    assert 'rules[0].code: unknown directive "@x"' in text
-    assert "rules[1].when: column 1: unknown field 'tpye'" in text
+    assert 'rules[0].code (rule "api"): unknown directive "@x"' in text
+    assert "rules[1].when (rule \"b\"): column 1: unknown field 'tpye'" in text
 
 
 @pytest.mark.parametrize(
@@ -171,22 +175,28 @@ def test_the_error_message_lists_every_problem() -> None:
         ({"rules": []}, "rules: must be a non-empty list of rules"),
         ({"rules": [rule()], "version": 2}, "version: unsupported version 2 (expected 1)"),
         ({"rules": ["x"]}, "rules[0]: must be an object, not str"),
-        ({"rules": [rule(code=None)]}, 'rules[0]: missing required key "code"'),
-        ({"rules": [rule(when=None)]}, 'rules[0]: missing required key "when"'),
+        ({"rules": [rule(code=None)]}, 'rules[0] (rule "api"): missing required key "code"'),
+        ({"rules": [rule(when=None)]}, 'rules[0] (rule "api"): missing required key "when"'),
         ({"rules": [rule(name="has space")]}, "rules[0].name: must be 1-64 characters"),
         ({"rules": [rule(name="x" * 65)]}, "rules[0].name: must be 1-64 characters"),
-        ({"rules": [rule(description=3)]}, "rules[0].description: must be a string"),
-        ({"rules": [rule(when=3)]}, "rules[0].when: must be an FQL string"),
-        ({"rules": [rule(properties=[1])]}, "rules[0].properties: must be an object"),
-        ({"rules": [rule(properties={" ": 1})]}, "rules[0].properties: property names must"),
-        ({"rules": [rule(timestamp={"@path": "a..b"})]}, "rules[0].timestamp.@path: invalid"),
+        ({"rules": [rule(description=3)]}, 'rules[0].description (rule "api"): must be a string'),
+        ({"rules": [rule(when=3)]}, 'rules[0].when (rule "api"): must be an FQL string'),
+        ({"rules": [rule(properties=[1])]}, 'rules[0].properties (rule "api"): must be an object'),
+        (
+            {"rules": [rule(properties={" ": 1})]},
+            'rules[0].properties (rule "api"): property names must',
+        ),
+        (
+            {"rules": [rule(timestamp={"@path": "a..b"})]},
+            'rules[0].timestamp.@path (rule "api"): invalid',
+        ),
         (
             {"rules": [rule(properties={"@path": 1})]},
-            "rules[0].properties.@path: expects a path string",
+            'rules[0].properties.@path (rule "api"): expects a path string',
         ),
         (
             {"rules": [rule(properties={f"p{i}": 1 for i in range(MAX_PROPERTIES + 1)})]},
-            f"rules[0].properties: more than {MAX_PROPERTIES} properties",
+            f'rules[0].properties (rule "api"): more than {MAX_PROPERTIES} properties',
         ),
         ({"rules": [rule()] * (MAX_RULES + 1)}, f"rules: more than {MAX_RULES} rules"),
     ],

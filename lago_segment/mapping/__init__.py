@@ -8,12 +8,18 @@ fields as mapping-kit values (literals, or objects with one ``@`` directive)::
     lago_events = spec.map(segment_event)     # [] when no rule matches
     print(spec.explain(segment_event))        # why (not)
 
+A spec can also be built in Python from the typed document classes
+(:class:`MappingDocument`, :class:`RuleDocument`) with
+:meth:`MappingSpec.from_document`, and written out with
+:meth:`MappingSpec.to_dict`, ``to_json`` or ``to_toml``.
+
 See ``docs/mapping.md`` for every directive and operator.
 """
 
 from ._directives import DIRECTIVES, MAX_DEPTH, MAX_TEMPLATE_LENGTH
 from ._explain import Explanation, FieldExplanation, RuleExplanation
 from ._fql import MAX_FQL_DEPTH, MAX_FQL_LENGTH, AmbiguousFQLWarning
+from ._model import MappingDocument, RuleDocument
 from ._paths import MAX_PATH_LENGTH
 from ._spec import MAX_PROPERTIES, MAX_RULES, MappingSpec, Rule
 
@@ -32,7 +38,9 @@ __all__ = [
     "AmbiguousFQLWarning",
     "Explanation",
     "FieldExplanation",
+    "MappingDocument",
     "MappingSpec",
     "Rule",
+    "RuleDocument",
     "RuleExplanation",
 ]

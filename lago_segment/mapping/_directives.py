@@ -23,7 +23,7 @@ from typing import Any
 
 from lago_segment.lago import number_problem
 
-from ._fql import js_string, suggest
+from ._fql import js_number, js_string, suggest
 from ._paths import MISSING, getter, parse_path, show
 
 __all__ = [
@@ -159,8 +159,11 @@ def _to_string(value: Any) -> Any:
     return js_string(value)
 
 
-def _flatten(value: Any, separator: str) -> Any:
-    if not isinstance(value, (Mapping, list)):
+def _flatten(value: Any, separator: str, omit_arrays: bool = False) -> Any:
+    # mapping-kit's flattenObject: nested keys joined by the separator; with
+    # omitArrays, an array is a value rather than something to flatten.
+    flattens = (Mapping,) if omit_arrays else (Mapping, list)
+    if not isinstance(value, flattens):
         return value
     flat: dict[str, Any] = {}
     # Iterative, so a deeply nested event cannot exhaust the stack.
@@ -169,7 +172,7 @@ def _flatten(value: Any, separator: str) -> Any:
         prefix, item = stack.pop()
         if isinstance(item, Mapping):
             children = list(item.items())
-        elif isinstance(item, list):
+        elif isinstance(item, list) and not omit_arrays:
             children = [(str(i), v) for i, v in enumerate(item)]
         else:
             flat[prefix] = item
@@ -179,20 +182,71 @@ def _flatten(value: Any, separator: str) -> Any:
     return flat
 
 
+def _clean_nulls(value: Any) -> Any:
+    """mapping-kit's cleanNulls: drop null fields of an object and its nested objects.
+
+    Arrays are left as they are (mapping-kit does not look inside them).
+    """
+    if not isinstance(value, Mapping):
+        return value
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if item is None:
+            continue
+        out[key] = _clean_nulls(item) if isinstance(item, Mapping) else item
+    return out
+
+
 def _decode_json(value: Any) -> Any:
+    # mapping-kit: JSON.parse in a try/catch that returns the string itself when
+    # it is not valid JSON; any other value is returned unchanged.
     if value.__class__ is not str:
         return value
     try:
         return json.loads(value)
     except (ValueError, RecursionError):
-        raise Unconvertible(f"@json decode: {show(value)} is not valid JSON") from None
+        return value
+
+
+_dumps_string = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _json_text(value: Any) -> str:
+    """JSON.stringify of a resolved value: compact, numbers written as JavaScript does."""
+    if value.__class__ is str:
+        return _dumps_string(value)  # type: ignore[no-any-return,unused-ignore]
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value.__class__ is int:
+        return str(value)
+    if value.__class__ is float:
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a finite number")
+        return js_number(value)
+    if isinstance(value, Mapping):
+        return (
+            "{"
+            + ",".join(
+                f"{_dumps_string(str(k))}:{_json_text(v)}"
+                for k, v in value.items()
+                if v is not MISSING
+            )
+            + "}"
+        )
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join("null" if v is MISSING else _json_text(v) for v in value) + "]"
+    raise TypeError(f"{show(value)} ({type(value).__name__}) is not JSON")
 
 
 def _encode_json(value: Any) -> Any:
     if value is MISSING:
         return MISSING
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return _json_text(value)
     except (ValueError, TypeError, RecursionError) as exc:
         raise Unconvertible(f"@json encode: {exc}") from None
 
@@ -297,7 +351,7 @@ class Compiler:
                 f"{loc}.{key}", f"must be one of {', '.join(map(repr, choices))}, not {value!r}"
             )
             return choices[0]
-        return value  # type: ignore[no-any-return]
+        return value  # type: ignore[no-any-return,unused-ignore]
 
     def path(self, arg: Any, loc: str) -> tuple[str, ...] | None:
         """A literal path string, parsed."""
@@ -482,14 +536,17 @@ def _json(c: Compiler, arg: Any, loc: str, depth: int) -> Resolver:
 
 
 def _flatten_directive(c: Compiler, arg: Any, loc: str, depth: int) -> Resolver:
-    opts = c.options(arg, loc, ("value",), ("separator",))
+    opts = c.options(arg, loc, ("value",), ("separator", "omitArrays"))
     if opts is None:
         return _constant(MISSING)
     separator = opts.get("separator", ".")
     if not isinstance(separator, str):
         return c.error(f"{loc}.separator", "must be a string")
+    omit_arrays = opts.get("omitArrays", False)
+    if not isinstance(omit_arrays, bool):
+        return c.error(f"{loc}.omitArrays", "must be true or false")
     value = c.compile(opts["value"], f"{loc}.value", depth + 1)
-    return lambda p: _flatten(value(p), separator)
+    return lambda p: _flatten(value(p), separator, omit_arrays)
 
 
 def _array_path(c: Compiler, arg: Any, loc: str, depth: int) -> Resolver:
@@ -537,7 +594,7 @@ def _exclude_when_null(c: Compiler, arg: Any, loc: str, depth: int) -> Resolver:
 
     def exclude(p: Mapping[str, Any]) -> Any:
         v = value(p)
-        return MISSING if v is None else v
+        return MISSING if v is None else _clean_nulls(v)
 
     return exclude
 

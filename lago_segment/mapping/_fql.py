@@ -32,6 +32,7 @@ __all__ = [
     "FQLSyntaxError",
     "compile_fql",
     "parse_fql",
+    "js_number",
     "js_string",
     "suggest",
 ]
@@ -76,8 +77,51 @@ class FQLSyntaxError(Exception):
         super().__init__(f"column {column}: {problem}")
 
 
+def js_number(value: float | int) -> str:
+    """A number as JavaScript's ``String(number)`` writes it (ECMAScript Number::toString).
+
+    ``1e-06`` -> ``"0.000001"``, ``1e-07`` -> ``"1e-7"``, ``100.0`` -> ``"100"``,
+    ``1e21`` -> ``"1e+21"``. Python's ``repr`` already gives the shortest digits
+    that round-trip, as JavaScript does; only the layout differs. An ``int``
+    keeps every digit (JavaScript would round one beyond 2**53: a billing
+    quantity is never silently altered).
+    """
+    if value.__class__ is not float:
+        return str(int(value))
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    if value == 0:
+        return "0"  # also -0.0, as in JavaScript
+    sign = "-" if value < 0 else ""
+    mantissa, _, exp_text = repr(abs(value)).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = (whole + fraction).lstrip("0")
+    # n: where the decimal point sits relative to the first significant digit.
+    n = (
+        len(whole.lstrip("0"))
+        if whole.strip("0")
+        else -(len(fraction) - len(fraction.lstrip("0")))
+    )
+    n += int(exp_text or 0)
+    digits = digits.rstrip("0")
+    k = len(digits)
+    if k <= n <= 21:
+        text = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        text = f"{digits[:n]}.{digits[n:]}"
+    elif -6 < n <= 0:
+        text = "0." + "0" * -n + digits
+    else:
+        e = n - 1
+        head = digits if k == 1 else f"{digits[0]}.{digits[1:]}"
+        text = f"{head}e{'+' if e >= 0 else '-'}{abs(e)}"
+    return sign + text
+
+
 def js_string(value: Any) -> str:
-    """JavaScript's ``String(value)``, which Segment's ``=`` compares."""
+    """JavaScript's ``String(value)``: the text of a value wherever one becomes text."""
     if value.__class__ is str:
         return value
     if value is MISSING:
@@ -88,16 +132,8 @@ def js_string(value: Any) -> str:
         return "true"
     if value is False:
         return "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
-        if value.is_integer() and abs(value) < 1e21:
-            return str(int(value))
-        return repr(value)
+    if isinstance(value, (int, float)):
+        return js_number(value)
     if isinstance(value, list):
         return ",".join("" if v is None else js_string(v) for v in value)
     if isinstance(value, Mapping):
@@ -380,6 +416,8 @@ class _Parser:
                 pattern.column,
                 f"{name.value}() takes a quoted string, found {_describe(pattern)}",
             )
+        if name.value == "match":
+            _check_glob(pattern)
         needle = _ESCAPE.sub(r"\1", pattern.value[1:-1])
         close = self.expect("rparen", "')'")
         get = getter(path)
@@ -398,36 +436,81 @@ class _Parser:
         return Condition(self.source(name.column - 1, close.end), "leaf", test, field=path)
 
 
+# How Segment's trigger parser (destination-subscriptions parse-fql.ts) reads
+# `field = value` depends on the field: for `type` and `event` every value is
+# compared as text; `name` also knows `= null`; `userId` also `= true|false`;
+# paths under properties/traits/context also compare numbers as numbers.
+_TEXT_FIELDS = frozenset({"type", "event"})
+_NAME_FIELDS = frozenset({"name"})
+_ID_FIELDS = frozenset({"userId", "anonymousId", "groupId", "messageId"})
+
+
+def _refuse(token: _Token, field: str, op: str, literal: str, why: str) -> FQLSyntaxError:
+    return FQLSyntaxError(token.column, f"{field} {op} {literal} is refused: {why}")
+
+
 def _comparison(path: tuple[str, ...], op: str, kind: str, value: Any, token: _Token) -> Predicate:
+    """One comparison, typed exactly as Segment's trigger evaluator (validate.ts) types it."""
     get = getter(path)
-    if kind == "null":
-        if op == "=":
+    field = ".".join(path)
+    root = path[0]
+    nested = len(path) > 1 or root not in (_TEXT_FIELDS | _NAME_FIELDS | _ID_FIELDS)
+    # `type` is always a string in a Segment event, so "absent or null" and
+    # Segment's "the text null" give the same answers for it.
+    if kind == "null" and root != "event":
+        if op == "=":  # not_exists
             return lambda p: get(p) in (MISSING, None)
-        if op == "!=":
+        if op == "!=":  # exists
             return lambda p: get(p) not in (MISSING, None)
         raise FQLSyntaxError(token.column, f"null can only be compared with = or !=, not {op}")
+    if kind == "null" or (kind == "bool" and root in _TEXT_FIELDS | _NAME_FIELDS):
+        raise _refuse(
+            token,
+            field,
+            op,
+            token.value,
+            f'Segment compares {field} with the text "{token.value}" here, '
+            f"not with {'absence' if kind == 'null' else 'a boolean'}",
+        )
+    if kind == "bool":
+        if op == "!=":
+            raise _refuse(
+                token,
+                field,
+                op,
+                token.value,
+                f'Segment compares the field with the text "{token.value}" here, so the '
+                f"boolean {token.value} itself would match; write {field} = "
+                f"{'false' if value else 'true'} to test for the other boolean",
+            )
+        if op != "=":
+            raise FQLSyntaxError(token.column, f"{op} compares numbers; found {_describe(token)}")
+        # is_true / is_false: only a JSON boolean (never the text "true").
+        return lambda p: get(p) is value
     if op in ("=", "!="):
-        # Segment compares String(actual) with String(expected).
-        expected = js_string(value)
+        if kind == "number" and nested:
+            # number_equals / number_not_equals: only a JSON number compares, so
+            # `!= 5` is false when the field is absent or a string.
+            def number_equals(p: Mapping[str, Any]) -> bool:
+                actual = get(p)
+                return actual.__class__ in _NUMBER_TYPES and actual == value
+
+            def number_not_equals(p: Mapping[str, Any]) -> bool:
+                actual = get(p)
+                return actual.__class__ in _NUMBER_TYPES and actual != value
+
+            return number_equals if op == "=" else number_not_equals
+        # `actual === String(expected)`: only a string equal to the text compares.
+        expected = value if kind == "string" else js_string(value)
         if len(path) == 1:
             # The usual `type = "track"`: one dict look-up, no extra call.
             (key,) = path
-
-            def eq1(p: Mapping[str, Any]) -> bool:
-                actual = p.get(key, MISSING)
-                return actual == expected or (
-                    actual.__class__ is not str and js_string(actual) == expected
-                )
-
-            return eq1 if op == "=" else _negate(eq1)
-
-        def eq(p: Mapping[str, Any]) -> bool:
-            actual = get(p)
-            return actual == expected or (
-                actual.__class__ is not str and js_string(actual) == expected
-            )
-
-        return eq if op == "=" else _negate(eq)
+            if op == "=":
+                return lambda p: p.get(key, MISSING) == expected
+            return lambda p: p.get(key, MISSING) != expected
+        if op == "=":
+            return lambda p: get(p) == expected
+        return lambda p: get(p) != expected
     if kind != "number":
         raise FQLSyntaxError(token.column, f"{op} compares numbers; found {_describe(token)}")
     import operator
@@ -446,6 +529,9 @@ def _comparison(path: tuple[str, ...], op: str, kind: str, value: Any, token: _T
         return (cls is int or cls is float) and compare(actual, value)
 
     return numeric
+
+
+_NUMBER_TYPES = (int, float)
 
 
 def _always(_payload: Mapping[str, Any]) -> bool:
@@ -470,6 +556,26 @@ def _both(a: Predicate, b: Predicate) -> Predicate:
 
 def _either(a: Predicate, b: Predicate) -> Predicate:
     return lambda p: a(p) or b(p)
+
+
+def _check_glob(token: _Token) -> None:
+    """Refuse the FQL reference's ``?``, ``[...]`` and ``\\x`` in a match() pattern.
+
+    Segment's trigger evaluator implements only ``*``; matching these as literal
+    characters would silently differ from the documented meaning, and
+    implementing them would differ from what Segment actually sends.
+    """
+    raw = token.value[1:-1]
+    for offset, ch in enumerate(raw):
+        if ch in "?[\\":
+            what = {"?": "'?'", "[": "'[...]'", "\\": "a backslash escape"}[ch]
+            raise FQLSyntaxError(
+                token.column + 1 + offset,
+                f"match() supports only '*' (any run of characters), as Segment's trigger "
+                f"evaluator does; {what} is documented in the FQL reference but Segment "
+                "does not evaluate it, so it is refused rather than read literally "
+                "(use contains() for literal text)",
+            )
 
 
 def _glob(pattern: str) -> Callable[[str], bool]:

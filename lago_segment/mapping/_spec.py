@@ -16,16 +16,25 @@ from typing import Any
 import attrs
 
 from lago_segment._events import _parse_iso
-from lago_segment.errors import InvalidLagoEvent, MappingError
+from lago_segment.errors import InvalidLagoEvent, MappingError, SpecError
 from lago_segment.events import SegmentEvent, parse_event
 from lago_segment.lago import LagoEvent
 
 from ._directives import Compiler, Resolver, Unconvertible
 from ._explain import Explanation, FieldExplanation, RuleExplanation
-from ._fql import AmbiguousFQLWarning, Condition, FQLSyntaxError, parse_fql, suggest
+from ._fql import AmbiguousFQLWarning, Condition, FQLSyntaxError, parse_fql
+from ._model import MappingDocument, RuleDocument
 from ._paths import MISSING, show
+from ._text import parse_location
 
-__all__ = ["MAX_PROPERTIES", "MAX_RULES", "MappingSpec", "Rule"]
+__all__ = [
+    "MAX_PROPERTIES",
+    "MAX_RULES",
+    "MappingDocument",
+    "MappingSpec",
+    "Rule",
+    "RuleDocument",
+]
 
 #: The most rules one spec may hold.
 MAX_RULES = 1000
@@ -33,16 +42,6 @@ MAX_RULES = 1000
 MAX_PROPERTIES = 200
 
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-_REQUIRED = ("name", "when", "code", "external_subscription_id")
-_OPTIONAL = (
-    "description",
-    "transaction_id",
-    "timestamp",
-    "properties",
-    "precise_total_amount_cents",
-)
-_RULE_KEYS = _REQUIRED + _OPTIONAL
-_SPEC_KEYS = ("rules", "version")
 _SECONDS = re.compile(r"\d{1,12}(?:\.\d{1,9})?")
 
 
@@ -243,6 +242,17 @@ class Rule:
         return tuple(out)
 
 
+def _decode(text: str | bytes, where: str) -> str:
+    if isinstance(text, str):
+        return text
+    if not isinstance(text, (bytes, bytearray, memoryview)):
+        raise SpecError(f"{where}: a spec is text or bytes, not {type(text).__name__}")
+    try:
+        return bytes(text).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{where}: not UTF-8 text (byte {exc.start + 1})") from None
+
+
 def _load_toml(text: str, where: str) -> Any:
     if sys.version_info >= (3, 11):
         import tomllib
@@ -250,21 +260,42 @@ def _load_toml(text: str, where: str) -> Any:
         try:
             import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
         except ImportError:
-            raise MappingError(
+            raise SpecError(
                 f"{where}: reading TOML needs Python 3.11+ (tomllib) or the 'tomli' package "
                 "on Python 3.10; install tomli or write the spec as JSON"
             ) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise MappingError(f"{where}: invalid TOML: {exc}") from None
+        # "... (at line 3, column 7)" -> "<where>:3:7: invalid TOML: ..."
+        m = re.search(r"\(at line (\d+), column (\d+)\)$", str(exc))
+        if m is None:
+            raise SpecError(f"{where}: invalid TOML: {exc}") from None
+        problem = str(exc)[: m.start()].rstrip()
+        raise SpecError(f"{where}:{m[1]}:{m[2]}: invalid TOML: {problem}") from None
+    except RecursionError:
+        raise SpecError(f"{where}: invalid TOML: nested too deeply") from None
 
 
 def _load_json(text: str, where: str) -> Any:
     try:
         return json.loads(text)
-    except ValueError as exc:
-        raise MappingError(f"{where}: invalid JSON: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"{where}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise SpecError(f"{where}: invalid JSON: nested too deeply") from None
+    except ValueError as exc:  # pragma: no cover - json raises JSONDecodeError
+        raise SpecError(f"{where}: invalid JSON: {exc}") from None
+
+
+_Locate = Callable[[tuple["str | int", ...]], "tuple[int, int] | None"]
+
+
+def _show_location(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 @attrs.frozen(slots=True, eq=False)
@@ -291,6 +322,8 @@ class MappingSpec:
 
     rules: tuple[Rule, ...]
     """The compiled rules, in spec order."""
+    document: MappingDocument = attrs.field(repr=False)
+    """The spec as typed data (:class:`MappingDocument`), as loaded or built."""
     # Routing, computed once: rules whose trigger starts with `type = "x" and`
     # are only tested (on the rest of their trigger) for events of type "x".
     _routes: Mapping[str, tuple[_Route, ...]] = attrs.field(repr=False, alias="routes")
@@ -298,7 +331,7 @@ class MappingSpec:
     _all: tuple[_Route, ...] = attrs.field(repr=False, alias="all")
 
     @classmethod
-    def _from_rules(cls, rules: Sequence[Rule]) -> MappingSpec:
+    def _from_rules(cls, rules: Sequence[Rule], document: MappingDocument) -> MappingSpec:
         split = [(rule, *rule._condition.split_type()) for rule in rules]
         types = {kind for _, kind, _ in split if kind is not None}
         routes = {
@@ -307,7 +340,7 @@ class MappingSpec:
         }
         untyped = tuple((rest, rule) for rule, k, rest in split if k is None)
         everything = tuple((rule._condition.test, rule) for rule in rules)
-        return cls(tuple(rules), routes=routes, untyped=untyped, all=everything)
+        return cls(tuple(rules), document, routes=routes, untyped=untyped, all=everything)
 
     # --- loading --------------------------------------------------------
 
@@ -315,51 +348,100 @@ class MappingSpec:
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "spec") -> MappingSpec:
         """Validate and compile a spec given as a dict: ``{"rules": [...]}``.
 
-        Raises :class:`~lago_segment.MappingError` listing every problem with its
-        location (``rules[1].properties.gb: unknown directive "@pathh" (did you
-        mean "@path"?)``). Warns :class:`AmbiguousFQLWarning` for a trigger
-        mixing ``and``/``or`` without parentheses.
+        Raises :class:`~lago_segment.errors.SpecError` (a
+        :class:`~lago_segment.MappingError`) listing every problem with its
+        location and the rule's name (``rules[1].properties.gb (rule "api"):
+        unknown directive "@pathh" (did you mean "@path"?)``). Warns
+        :class:`AmbiguousFQLWarning` for a trigger mixing ``and``/``or``
+        without parentheses.
         """
-        compiler = Compiler()
-        errors = compiler.errors
+        return cls._load(data, source, None)
+
+    @classmethod
+    def from_document(cls, document: MappingDocument) -> MappingSpec:
+        """Compile a spec built in Python from :class:`MappingDocument` and :class:`RuleDocument`.
+
+        It is checked exactly as a loaded one (the same errors).
+
+        >>> doc = MappingDocument(rules=[RuleDocument(
+        ...     name="api_calls", when='type = "track"', code="api_calls",
+        ...     external_subscription_id={"@path": "$.context.groupId"})])
+        >>> MappingSpec.from_document(doc).to_dict()["rules"][0]["code"]
+        'api_calls'
+        """
+        from ._convert import unstructure
+
+        return cls._load(unstructure(document), "spec", None)
+
+    @classmethod
+    def _load(cls, data: Any, source: str, locate: _Locate | None) -> MappingSpec:
         if not isinstance(data, Mapping):
-            raise MappingError(f'{source}: must be an object with a "rules" list')
-        for key in data:
-            if key not in _SPEC_KEYS:
-                errors.append(f"{key}: unknown key{suggest(str(key), _SPEC_KEYS)}")
-        version = data.get("version", 1)
-        if version != 1 or isinstance(version, bool):
-            errors.append(f"version: unsupported version {version!r} (expected 1)")
-        raw_rules = data.get("rules")
-        rules: list[Rule] = []
-        if not isinstance(raw_rules, list) or not raw_rules:
-            errors.append("rules: must be a non-empty list of rules")
-        elif len(raw_rules) > MAX_RULES:
-            errors.append(f"rules: more than {MAX_RULES} rules")
+            raise SpecError(f'{source}: must be an object with a "rules" list')
+        from ._convert import structure, unstructure
+
+        document, problems = structure(data)
+        if document is not None:
+            raw_rules: list[Any] = unstructure(document)["rules"]
         else:
-            names: set[str] = set()
-            for i, raw in enumerate(raw_rules):
-                rule = _compile_rule(compiler, raw, f"rules[{i}]", names)
-                if rule is not None:
-                    rules.append(rule)
-        if errors:
-            raise MappingError([f"{source}: {e}" if source != "spec" else e for e in errors])
-        return cls._from_rules(rules)
+            raw = data.get("rules")
+            raw_rules = raw if isinstance(raw, list) and len(raw) <= MAX_RULES else []
+        # Every problem: (rule index or -1, path, problem), structural ones first per rule.
+        found: list[tuple[int, tuple[str | int, ...], str]] = []
+        for where, what in problems:
+            path, problem = where, what
+            if path == () and problem == 'missing required key "rules"':
+                path, problem = ("rules",), "must be a non-empty list of rules"
+            index = path[1] if len(path) > 1 and path[0] == "rules" else -1
+            found.append((index if isinstance(index, int) else -1, path, problem))
+        compiler = Compiler()
+        names: set[str] = set()
+        rule_names: dict[int, str] = {}
+        rules: list[Rule] = []
+        for i, raw_rule in enumerate(raw_rules):
+            if not isinstance(raw_rule, Mapping):
+                continue
+            name = raw_rule.get("name")
+            if isinstance(name, str) and _NAME.fullmatch(name):
+                rule_names[i] = name
+            before = len(compiler.errors)
+            rule = _compile_rule(compiler, raw_rule, f"rules[{i}]", names)
+            for error in compiler.errors[before:]:
+                location, _, problem = error.partition(": ")
+                found.append((i, parse_location(location), problem))
+            if rule is not None:
+                rules.append(rule)
+        found.sort(key=lambda item: item[0])
+        if found:
+            raise SpecError(
+                [_format(source, path, problem, rule_names, locate) for _, path, problem in found]
+            )
+        assert document is not None
+        return cls._from_rules(rules, document)
 
     @classmethod
     def from_json(cls, text: str | bytes, *, source: str = "spec") -> MappingSpec:
-        """Load a spec from JSON text."""
-        if isinstance(text, bytes):
-            text = text.decode("utf-8")
-        return cls.from_dict(_load_json(text, source), source=source)
+        """Load a spec from JSON text (``str`` or UTF-8 ``bytes``).
+
+        Errors give the line and column: ``spec.json:7:21: rules[0].when (rule
+        "api"): ...``.
+        """
+        text = _decode(text, source)
+        from ._text import locate_json
+
+        data = _load_json(text, source)
+        return cls._load(data, source, lambda path: locate_json(text, path))
 
     @classmethod
-    def from_toml(cls, text: str, *, source: str = "spec") -> MappingSpec:
-        """Load a spec from TOML text (``[[rules]]`` tables).
+    def from_toml(cls, text: str | bytes, *, source: str = "spec") -> MappingSpec:
+        """Load a spec from TOML text (``[[rules]]`` tables); errors give line and column.
 
         Uses :mod:`tomllib` (Python 3.11+), or the ``tomli`` package on 3.10.
         """
-        return cls.from_dict(_load_toml(text, source), source=source)
+        text = _decode(text, source)
+        from ._text import locate_toml
+
+        data = _load_toml(text, source)
+        return cls._load(data, source, lambda path: locate_toml(text, path))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> MappingSpec:
@@ -367,14 +449,57 @@ class MappingSpec:
         file = Path(path)
         suffix = file.suffix.lower()
         if suffix not in (".json", ".toml"):
-            raise MappingError(f"{file}: unknown spec format {suffix!r}; use .json or .toml")
+            raise SpecError(f"{file}: unknown spec format {suffix!r}; use .json or .toml")
         try:
             text = file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise MappingError(f"{file}: cannot read the spec: {exc}") from None
+            raise SpecError(f"{file}: cannot read the spec: {exc}") from None
         if suffix == ".json":
             return cls.from_json(text, source=str(file))
         return cls.from_toml(text, source=str(file))
+
+    # --- the document -----------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The normalized spec document: ``{"version": 1, "rules": [...]}``.
+
+        Optional fields that are unset are left out; :meth:`from_dict` of the
+        result gives an equal spec.
+        """
+        from ._convert import unstructure
+
+        return unstructure(self.document)
+
+    def to_json(self) -> str:
+        """The normalized spec as JSON text (what ``lago-segment check --format json`` prints)."""
+        data = self.to_dict()
+        try:
+            text = json.dumps(data, indent=2, ensure_ascii=False)
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: keep it escaped
+            text = json.dumps(data, indent=2)
+        return text + "\n"
+
+    def to_toml(self) -> str:
+        """The normalized spec as TOML text (``lago-segment check --format toml``).
+
+        Raises :class:`~lago_segment.errors.SpecError` when the spec holds a
+        value TOML cannot write (``null``, a lone surrogate): use JSON then.
+        """
+        from ._text import NotTOML, toml_document
+
+        try:
+            return toml_document(self.to_dict())
+        except NotTOML as exc:
+            raise SpecError(f"{exc}; write the spec as JSON instead") from None
+
+    def __eq__(self, other: object) -> bool:
+        """Two specs are equal when their documents are."""
+        if not isinstance(other, MappingSpec):
+            return NotImplemented
+        return self.document == other.document
+
+    __hash__ = None  # type: ignore[assignment]
 
     # --- mapping --------------------------------------------------------
 
@@ -486,21 +611,15 @@ def _parse(event: Any) -> SegmentEvent:
     return event if isinstance(event, SegmentEvent) else parse_event(event)
 
 
-def _compile_rule(compiler: Compiler, raw: Any, loc: str, names: set[str]) -> Rule | None:
+def _compile_rule(
+    compiler: Compiler, raw: Mapping[str, Any], loc: str, names: set[str]
+) -> Rule | None:
+    """Check and compile one rule's values (its shape was checked by the converter)."""
     errors = compiler.errors
     before = len(errors)
-    if not isinstance(raw, Mapping):
-        errors.append(f"{loc}: must be an object, not {type(raw).__name__}")
-        return None
-    for key in raw:
-        if key not in _RULE_KEYS:
-            errors.append(f"{loc}.{key}: unknown key{suggest(str(key), _RULE_KEYS)}")
-    for key in _REQUIRED:
-        if key not in raw:
-            errors.append(f'{loc}: missing required key "{key}"')
     name = raw.get("name")
-    if "name" in raw:
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if isinstance(name, str):
+        if not _NAME.fullmatch(name):
             errors.append(
                 f"{loc}.name: must be 1-64 characters among letters, digits, '_', '.', '-'"
             )
@@ -508,10 +627,8 @@ def _compile_rule(compiler: Compiler, raw: Any, loc: str, names: set[str]) -> Ru
             errors.append(f'{loc}.name: duplicate rule name "{name}"')
         else:
             names.add(name)
-    description = raw.get("description")
-    if description is not None and not isinstance(description, str):
-        errors.append(f"{loc}.description: must be a string")
-    condition = _compile_when(raw.get("when"), f"{loc}.when", errors) if "when" in raw else None
+    when = raw.get("when")
+    condition = _compile_when(when, f"{loc}.when", errors) if isinstance(when, str) else None
     fields = []
     for key in (
         "code",
@@ -520,15 +637,17 @@ def _compile_rule(compiler: Compiler, raw: Any, loc: str, names: set[str]) -> Ru
         "timestamp",
         "precise_total_amount_cents",
     ):
-        if key in raw:
+        if raw.get(key) is not None or (
+            key in ("code", "external_subscription_id") and key in raw
+        ):
             fields.append(
                 _Field(key, key, show(raw[key]), compiler.compile(raw[key], f"{loc}.{key}"))
             )
     properties: tuple[_Field, ...] | _Field = ()
-    if "properties" in raw:
-        props = raw["properties"]
+    props = raw.get("properties")
+    if isinstance(props, Mapping):
         ploc = f"{loc}.properties"
-        if isinstance(props, Mapping) and not any(str(k).startswith("@") for k in props):
+        if not any(str(k).startswith("@") for k in props):
             if len(props) > MAX_PROPERTIES:
                 errors.append(f"{ploc}: more than {MAX_PROPERTIES} properties")
             for k in props:
@@ -538,23 +657,46 @@ def _compile_rule(compiler: Compiler, raw: Any, loc: str, names: set[str]) -> Ru
                 _Field(f"properties.{k}", str(k), show(v), compiler.compile(v, f"{ploc}.{k}"))
                 for k, v in props.items()
             )
-        elif isinstance(props, Mapping):
+        else:
             resolver = compiler.compile(props, ploc)
             properties = _Field("properties", "properties", show(props), resolver)
-        else:
-            errors.append(f"{ploc}: must be an object of property values, or a directive")
-    if len(errors) > before or condition is None or not isinstance(name, str):
+    description = raw.get("description")
+    if (
+        len(errors) > before
+        or condition is None
+        or not isinstance(name, str)
+        or not isinstance(when, str)
+        or not {"code", "external_subscription_id"} <= raw.keys()
+    ):
         return None
     return Rule(
         name,
-        raw["when"],
-        description,
+        when,
+        description if isinstance(description, str) else None,
         raw,
         condition=condition,
         fields=tuple(fields),
         properties=properties,
         builder=_make_builder(fields, properties),
     )
+
+
+def _format(
+    source: str,
+    path: tuple[str | int, ...],
+    problem: str,
+    rule_names: Mapping[int, str],
+    locate: _Locate | None,
+) -> str:
+    """One load error: ``[file:line:col: ]rules[0].when (rule "api"): problem``."""
+    where = _show_location(path)
+    if len(path) > 1 and path[0] == "rules" and path[1] in rule_names:
+        where += f' (rule "{rule_names[path[1]]}")'  # type: ignore[index]
+    text = f"{where}: {problem}" if where else problem
+    position = locate(path) if locate is not None else None
+    if position is not None:
+        return f"{source}:{position[0]}:{position[1]}: {text}"
+    return f"{source}: {text}" if source != "spec" else text
 
 
 def _compile_when(when: Any, loc: str, errors: list[str]) -> Condition | None:
@@ -567,6 +709,6 @@ def _compile_when(when: Any, loc: str, errors: list[str]) -> Condition | None:
         errors.append(f"{loc}: {exc} in {when!r}")
         return None
     for message in ambiguous:
-        # stacklevel: _compile_when < _compile_rule < from_dict < the caller.
-        warnings.warn(f"{loc}: {message}", AmbiguousFQLWarning, stacklevel=4)
+        # stacklevel: _compile_when < _compile_rule < _load < from_dict < the caller.
+        warnings.warn(f"{loc}: {message}", AmbiguousFQLWarning, stacklevel=5)
     return condition
