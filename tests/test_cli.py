@@ -87,6 +87,14 @@ def expected_transaction_ids(lines: list[str]) -> list[str]:
     return sorted(e.transaction_id for line in lines for e in spec.map(parse_event(line)))
 
 
+@pytest.fixture(autouse=True)
+def state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Checkpoints go to the user's state directory: a temporary one here."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    return state
+
+
 @pytest.fixture(scope="module")
 def mapped_examples() -> subprocess.CompletedProcess[str]:
     return run("map", SPEC, EVENTS)
@@ -310,12 +318,13 @@ def test_replay_writes_refused_events_to_a_dead_letter_file_that_replays(
     events = tmp_path / "events.jsonl"
     events.write_text("\n".join(mappable_lines()) + "\n")
     dead = tmp_path / "dead.jsonl"
-    lago.script(401)  # the first request is refused for good
+    lago.script(422)  # the first batch is refused for good, as such
     failed = run("replay", SPEC, events, "--api-url", url, "--dead-letter", dead, LAGO_API_KEY=KEY)
     assert failed.returncode == 1
-    assert lago.stored_transaction_ids() == []
     records = [json.loads(line) for line in dead.read_text().splitlines()]
-    assert all(r["permanent"] and "401" in r["error"] for r in records)
+    assert records
+    assert all(r["permanent"] and "422" in r["error"] for r in records)
+    assert oct(dead.stat().st_mode & 0o777) == oct(0o600)
 
     retried = run("replay", "--lago-events", dead, "--api-url", url, LAGO_API_KEY=KEY)
     assert retried.returncode == 0, retried.stderr
