@@ -309,8 +309,8 @@ class Progress:
     """One status line on stderr: events, rate, failures and, for a file, an ETA.
 
     On a terminal the line is redrawn in place at most ten times a second;
-    forced on elsewhere (``--progress``), each update is its own line, so a
-    script can follow it.
+    forced on elsewhere (``--progress``), each update (one per batch sent) is
+    its own line, so a script can follow it.
     """
 
     def __init__(
@@ -328,6 +328,12 @@ class Progress:
         self._clock = clock
         self._start = clock()
         self._last = float("-inf")
+        self._shown: list[str] | None = None
+
+    @property
+    def live(self) -> bool:
+        """True on a terminal (redrawn as events are read); else one line per batch sent."""
+        return self._tty
 
     def message(self, text: str) -> None:
         """Print a message line without mixing it into the status line."""
@@ -345,7 +351,6 @@ class Progress:
         now = self._clock()
         if self._tty and not final and now - self._last < 0.1:
             return
-        self._last = now
         elapsed = max(now - self._start, 1e-9)
         parts = [
             f"{plural(tally.read, 'event')} read",
@@ -354,11 +359,17 @@ class Progress:
             f"{tally.failed + tally.invalid} failed",
             f"{tally.read / elapsed:.0f}/s",
         ]
+        shown = [*parts[:4]]
         if self._size:
             done = 1.0 if complete else min(self._consumed() / self._size, 1.0)
             parts.append(f"{done:.0%}")
+            shown.append(parts[-1])
             if 0 < done < 1:
                 parts.append(f"ETA {_duration(elapsed / done - elapsed)}")
+        if not self._tty and final and shown == self._shown:
+            return  # the last line already said it all
+        self._last = now
+        self._shown = shown
         line = ", ".join(parts)
         if self._tty:
             self._stream.write(f"\r\x1b[K{line}" + ("\n" if final else ""))

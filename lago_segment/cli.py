@@ -272,6 +272,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if spec_path is not None and spec is None:
         return EXIT_FAILED
     source = _open(input_name)
+    # The CLI reports every outcome itself, once; the library's log lines would
+    # repeat them (through logging's last-resort handler) on every batch.
+    import logging
+
+    logging.getLogger("lago_segment").addHandler(logging.NullHandler())
+    logging.getLogger("lago_segment").propagate = False
     with _Signals() as signals:
         run = _Replay(
             args,
@@ -364,7 +370,8 @@ def scrubber(secret: str) -> Callable[[str], str]:
     """A function that replaces ``secret`` (as is, stripped, or escaped) in a text."""
     forms = {secret, secret.strip(), repr(secret)[1:-1]}
     forms.add(repr(secret.encode("utf-8", "surrogateescape"))[2:-1])
-    ordered = sorted((f for f in forms if len(f) >= 4), key=len, reverse=True)
+    # A form shorter than 8 characters is no real key, and would blank out words.
+    ordered = sorted((f for f in forms if len(f) >= 8), key=len, reverse=True)
 
     def scrub(text: str) -> str:
         for form in ordered:
@@ -410,6 +417,8 @@ class _Replay:
         )
         self.url = _display_url(args.api_url)
         self.retrying = False
+        self.elapsed = 0.0
+        self.saved_at = float("-inf")
         try:
             self.client = self._client(api_key)
             self.dead = DeadLetters(args.dead_letter)
@@ -435,7 +444,7 @@ class _Replay:
             if not self.retrying:
                 self.retrying = True
                 self.report(
-                    f"Lago at {self.url} is not taking events right now; retrying for up to "
+                    f"Lago at {self.url} did not answer, or failed: retrying for up to "
                     f"{self.args.give_up_after:g} s (Ctrl-C stops, --resume continues)"
                 )
             time.sleep(seconds)
@@ -487,8 +496,8 @@ class _Replay:
             status = EXIT_USAGE
         finally:
             with self.signals.deferred():
-                self.dead.close()
                 self._save()
+                self.dead.close()
         return self._finish(status)
 
     def _terminated(self) -> bool:
@@ -518,7 +527,7 @@ class _Replay:
             self.pending.extend((item, event) for event in events)
             while len(self.pending) >= args.batch_size:
                 self._send(args.batch_size)
-            if self.progress is not None:
+            if self.progress is not None and self.progress.live:
                 self.progress.update(self.tally)
             if args.max_events is not None and self.tally.read >= args.max_events:
                 break
@@ -530,10 +539,16 @@ class _Replay:
             self._send(args.batch_size)
 
     def _send(self, count: int) -> None:
+        import time
+
         batch = [self.pending.popleft() for _ in range(min(count, len(self.pending)))]
+        started = time.monotonic()
         result = self.client.send_batch([event for _, event in batch])
+        self.elapsed = time.monotonic() - started
         with self.signals.deferred():
             self._record(batch, result)
+        if self.progress is not None and not self.progress.live:
+            self.progress.update(self.tally)  # off a terminal: one line per batch
 
     def _record(self, batch: list[tuple[Item, LagoEvent]], result: BatchResult) -> None:
         """Count a batch's outcome, keep its failures, and move the checkpoint."""
@@ -562,21 +577,18 @@ class _Replay:
             else:
                 self.lost_without_dead_letter += 1
                 self.ledger.lost(item.position)
-        self.dead.flush()
-        self._save()
+        self._save(every=1.0)
         if stop is not None:
-            raise _Stop(self._stop_message(stop))
+            raise _Stop(self._stop_message(stop, result.retries + 1))
         if result.delivered or result.duplicates:
             self.retrying = False
 
-    def _stop_message(self, error: Exception) -> str:
+    def _stop_message(self, error: Exception, attempts: int) -> str:
         from .errors import LagoAPIError
 
+        tried = f"gave up after {_plural(attempts, 'attempt')} in {self.elapsed:.0f} s"
         if not isinstance(error, LagoAPIError):
-            return (
-                f"cannot reach Lago at {self.url}: {self.scrub(str(error))}; gave up after "
-                f"{self.args.give_up_after:g} s of retries. Stopped"
-            )
+            return f"cannot reach Lago at {self.url}: {self.scrub(str(error))} ({tried}). Stopped"
         said = self.scrub(str(error))
         if error.status_code in (401, 403):
             return (
@@ -589,13 +601,27 @@ class _Replay:
                 "check --api-url, the origin of your Lago API (e.g. https://api.getlago.com). "
                 "Stopped"
             )
-        return f"Lago at {self.url} still answered {said} after retrying. Stopped"
+        return f"Lago at {self.url} still answered {said} ({tried}). Stopped"
 
-    def _save(self) -> None:
+    def _save(self, every: float = 0.0) -> None:
+        """Move the checkpoint to what settled (at most once per ``every`` seconds).
+
+        The dead letters are made durable first: the checkpoint never passes
+        an event that is neither in Lago nor on disk. Saving at most once a
+        second costs little on resume (a few batches resent, as duplicates)
+        and spares an fsync per batch (31 s instead of 3 s for 1,000 batches of one).
+        """
+        import time
+
         if self.checkpoint is None or self.ledger.settled == self.saved:
             return
+        now = time.monotonic()
+        if now - self.saved_at < every:
+            return
+        self.dead.flush()
         self.checkpoint.save(self.ledger.settled)
         self.saved = self.ledger.settled
+        self.saved_at = now
 
     def _finish(self, status: int) -> int:
         if self.progress is not None:
@@ -603,17 +629,25 @@ class _Replay:
             self.progress.update(self.tally, final=True, complete=complete)
         _err(self.scrub(_summary(self.tally, sent=True)))
         settled = 0 if self.saved is None else self.saved.position
-        resume = " --resume continues from there" if self.checkpoint is not None else ""
+        if self.checkpoint is None:
+            where = "no checkpoint (stdin without --checkpoint)"
+        elif settled:
+            where = (
+                f"checkpoint: input up to position {settled} is settled; run again with "
+                "--resume to continue after it"
+            )
+        else:
+            where = "checkpoint: nothing settled yet; --resume starts from the beginning"
         if status in (EXIT_INTERRUPTED, EXIT_TERMINATED):
             what = "interrupted" if status == EXIT_INTERRUPTED else "terminated (SIGTERM)"
-            _err(f"{what}; every input record up to position {settled} is settled;{resume}")
+            _err(f"{what}; {where}")
         elif status == EXIT_STOPPED:
-            _err(f"every input record up to position {settled} is settled;{resume}")
+            _err(where)
         elif self.lost_without_dead_letter:
             _err(
                 f"{_plural(self.lost_without_dead_letter, 'Lago event')} not stored and not kept "
-                f"(no --dead-letter file): the checkpoint stays at position {settled};"
-                f"{resume} (events stored since come back as duplicates)"
+                f"(no --dead-letter file), so the checkpoint stays before them. {where} (what "
+                "was stored since comes back as duplicates)"
             )
         if status == EXIT_OK and (self.tally.invalid or self.tally.failed):
             status = EXIT_FAILED

@@ -363,10 +363,11 @@ def test_an_interrupted_replay_resumes_and_stores_every_event_exactly_once(
         assert process.stderr is not None
         process.stdin.write("\n".join(lines[:6]) + "\n")
         process.stdin.flush()
-        # With batches of one, the progress line for event 6 comes after its events
-        # settled; then the CLI waits for more input, and Ctrl-C arrives there.
+        # With batches of one, a progress line follows every batch; once all the
+        # events of line 6 are stored, the CLI waits for more input: Ctrl-C arrives there.
+        stored = len(expected_transaction_ids(lines[:6]))
         for message in process.stderr:
-            if message.startswith("progress: 6 events read"):
+            if message.startswith(f"progress: 6 events read, {stored} stored"):
                 break
         process.send_signal(signal.SIGINT)
         rest = process.stderr.read()

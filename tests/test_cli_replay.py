@@ -174,8 +174,9 @@ def test_sigterm_stops_like_ctrl_c_with_a_summary_and_a_checkpoint(
         assert process.stderr is not None
         process.stdin.write("\n".join(lines[:4]) + "\n")
         process.stdin.flush()
+        stored = len(expected_transaction_ids(lines[:4]))
         for message in process.stderr:
-            if message.startswith("progress: 4 events read"):
+            if message.startswith(f"progress: 4 events read, {stored} stored"):
                 break
         process.send_signal(signal.SIGTERM)
         rest = process.stderr.read()
