@@ -4,10 +4,16 @@ Subcommands: ``check`` a mapping spec, ``map`` events as a dry run,
 ``explain`` how one event maps, ``replay`` an archive to Lago, and run a
 ``fake-lago`` server to try it all without a Lago account.
 
-Conventions: data (JSON lines) on stdout, messages on stderr; exit code 0
-when everything went through, 1 when a spec has errors or an event could not
-be mapped or stored, 2 for usage errors (bad arguments, unreadable files,
-missing ``LAGO_API_KEY``), 130 when interrupted with Ctrl-C.
+Conventions: data (JSON lines) on stdout, messages on stderr, one line per
+problem (never a traceback for bad input). Exit codes, the same for every
+command: 0 when everything went through; 1 when a spec has errors or an event
+could not be mapped or stored; 2 for usage errors and unreadable input
+(bad arguments, a missing, unreadable or corrupt file, a missing
+``LAGO_API_KEY``); 3 when ``replay`` stopped because Lago cannot take events
+(key refused, no events API at the URL, unreachable); 130 on Ctrl-C and 143
+on SIGTERM (both: summary printed, checkpoint saved).
+
+Each subcommand is one ``_cmd_*`` function registered in :func:`build_parser`.
 
 Built on :mod:`argparse`, not click: the library's only runtime dependencies
 are httpx and attrs, and a CLI is no reason to add one. Heavy modules
