@@ -34,11 +34,15 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from ._cli_input import Item, Source
     from ._cli_replay import Checkpoint, Mark, Tally
     from .client import BatchResult, LagoClient
     from .lago import LagoEvent
     from .mapping import MappingSpec
+
+    _Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 __all__ = ["main"]
 
@@ -727,6 +731,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lago-segment {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
+    for register in _COMMANDS:
+        register(commands)
+    return parser
+
+
+def _add_check(commands: _Commands) -> None:
+    """Register ``check SPEC``."""
+    raw = argparse.RawDescriptionHelpFormatter
     check = commands.add_parser(
         "check",
         help="validate a mapping spec",
@@ -738,6 +750,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("spec", metavar="SPEC", help="the mapping spec (.toml or .json)")
     check.set_defaults(run=_cmd_check)
 
+
+def _add_map(commands: _Commands) -> None:
+    """Register ``map SPEC EVENTS``."""
+    raw = argparse.RawDescriptionHelpFormatter
     map_ = commands.add_parser(
         "map",
         help="dry run: print the Lago events a file of Segment events maps to",
@@ -756,6 +772,10 @@ def build_parser() -> argparse.ArgumentParser:
     map_.add_argument("events", metavar="EVENTS", help=_events_help("the Segment events"))
     map_.set_defaults(run=_cmd_map)
 
+
+def _add_explain(commands: _Commands) -> None:
+    """Register ``explain SPEC EVENT``."""
+    raw = argparse.RawDescriptionHelpFormatter
     explain = commands.add_parser(
         "explain",
         help="show rule by rule how one event maps",
@@ -778,6 +798,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.set_defaults(run=_cmd_explain)
 
+
+def _add_replay(commands: _Commands) -> None:
+    """Register ``replay SPEC EVENTS``."""
+    raw = argparse.RawDescriptionHelpFormatter
     replay = commands.add_parser(
         "replay",
         help="map events and send them to Lago, resumably",
@@ -882,6 +906,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.set_defaults(run=_cmd_replay)
 
+
+def _add_fake_lago(commands: _Commands) -> None:
+    """Register ``fake-lago``."""
+    raw = argparse.RawDescriptionHelpFormatter
     fake = commands.add_parser(
         "fake-lago",
         help="run an in-memory Lago on 127.0.0.1 to try things without an account",
@@ -906,7 +934,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="the key the fake accepts (default: a random one; never use a real key here)",
     )
     fake.set_defaults(run=_cmd_fake_lago)
-    return parser
+
+
+_COMMANDS: list[Callable[[_Commands], None]] = [  # one register function per subcommand
+    _add_check,
+    _add_map,
+    _add_explain,
+    _add_replay,
+    _add_fake_lago,
+]
 
 
 def _positive_int(text: str) -> int:
