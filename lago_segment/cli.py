@@ -431,7 +431,20 @@ class _Replay:
         self.saved_at = float("-inf")
         try:
             self.client = self._client(api_key)
-            self.dead = DeadLetters(args.dead_letter)
+            try:
+                self.dead = DeadLetters(args.dead_letter)
+            except OSError as exc:
+                self.client.close()
+                what = f"cannot write the dead-letter file {args.dead_letter}"
+                raise _UsageError(f"{what}: {exc.strerror or exc}") from None
+            try:
+                if checkpoint is not None:  # before sending anything: can it be written?
+                    checkpoint.save(start)
+            except OSError as exc:
+                self.client.close()
+                self.dead.close()
+                what = f"cannot write the checkpoint {checkpoint.path if checkpoint else ''}"
+                raise _UsageError(f"{what}: {exc.strerror or exc} (see --checkpoint)") from None
         except BaseException:
             source.close()
             raise

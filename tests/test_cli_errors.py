@@ -256,3 +256,23 @@ def test_fake_lago_sends_each_answer_in_one_piece() -> None:
                 assert len(rest) == length  # the body came with the headers
                 event["transaction_id"] += "x"
                 body = json.dumps({"events": [event]}).encode()
+
+
+def test_an_unwritable_checkpoint_or_dead_letter_file_is_exit_2_before_sending(
+    tmp_path: Path,
+) -> None:
+    from lago_segment.testing import FakeLago
+
+    lago = FakeLago(api_key=KEY)
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    with lago.serve() as url:
+        for option in ("--checkpoint", "--dead-letter"):
+            result = run(
+                "replay", SPEC, EVENTS, "--api-url", url, option, blocked / "file",
+                LAGO_API_KEY=KEY,
+            )  # fmt: skip
+            assert result.returncode == 2
+            assert "cannot write the" in result.stderr
+            assert "Traceback" not in result.stderr
+    assert lago.request_count == 0
