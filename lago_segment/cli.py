@@ -437,17 +437,21 @@ class _Replay:
                 self.client.close()
                 what = f"cannot write the dead-letter file {args.dead_letter}"
                 raise _UsageError(f"{what}: {exc.strerror or exc}") from None
-            try:
-                if checkpoint is not None:  # before sending anything: can it be written?
-                    checkpoint.save(start)
-            except OSError as exc:
-                self.client.close()
-                self.dead.close()
-                what = f"cannot write the checkpoint {checkpoint.path if checkpoint else ''}"
-                raise _UsageError(f"{what}: {exc.strerror or exc} (see --checkpoint)") from None
+            if checkpoint is not None:
+                self._check_writable(checkpoint, start)
         except BaseException:
             source.close()
             raise
+
+    def _check_writable(self, checkpoint: Checkpoint, start: Mark | None) -> None:
+        """Write the checkpoint once before anything is sent: a usage error if it cannot be."""
+        try:
+            checkpoint.save(start)
+        except OSError as exc:
+            self.client.close()
+            self.dead.close()
+            what = f"cannot write the checkpoint {checkpoint.path}"
+            raise _UsageError(f"{what}: {exc.strerror or exc} (see --checkpoint)") from None
 
     def report(self, message: str) -> None:
         text = self.scrub(message)
