@@ -282,13 +282,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if spec_path is not None and spec is None:
         return EXIT_FAILED
     source = _open(input_name)
-    # The CLI reports every outcome itself, once; the library's log lines would
-    # repeat them (through logging's last-resort handler) on every batch.
-    import logging
-
-    logging.getLogger("lago_segment").addHandler(logging.NullHandler())
-    logging.getLogger("lago_segment").propagate = False
-    with _Signals() as signals:
+    with _quiet_library_logs(), _Signals() as signals:
         run = _Replay(
             args,
             api_key=api_key,
@@ -299,6 +293,24 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             signals=signals,
         )
         return run.run()
+
+
+@contextlib.contextmanager
+def _quiet_library_logs() -> Iterator[None]:
+    """The CLI reports every outcome itself, once: without this, the library's
+    warnings would repeat them (through logging's last-resort handler) on every batch."""
+    import logging
+
+    logger = logging.getLogger("lago_segment")
+    quiet = logging.NullHandler()
+    propagate = logger.propagate
+    logger.addHandler(quiet)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(quiet)
+        logger.propagate = propagate
 
 
 class _Signals:
