@@ -704,7 +704,7 @@ def _cmd_fake_lago(args: argparse.Namespace) -> int:
     api_key = args.api_key or f"fake-{secrets.token_hex(8)}"
     fake = FakeLago(api_key=api_key)
     try:
-        with fake.serve(port=args.port) as url:
+        with _Signals(), fake.serve(port=args.port) as url:  # SIGTERM stops it like Ctrl-C
             print(f"FakeLago is listening on {url} (Ctrl-C to stop)")
             print(f"export LAGO_API_URL={url}")
             print(f"export LAGO_API_KEY={api_key}")
@@ -946,7 +946,7 @@ def _add_fake_lago(commands: _Commands) -> None:
             "Serve FakeLago, an in-memory stand-in for Lago's events API, on "
             "127.0.0.1. Prints its URL and its API key (random unless --api-key gives one; "
             "never LAGO_API_KEY, which may hold a real key) as shell exports; runs until "
-            "Ctrl-C (exit code 0)."
+            "Ctrl-C or SIGTERM (exit code 0)."
         ),
         epilog="example:\n"
         "  lago-segment fake-lago --port 8765\n"

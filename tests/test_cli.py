@@ -397,6 +397,17 @@ def test_fake_lago_never_prints_the_api_key_from_the_environment() -> None:
     assert KEY not in banner  # popen() sets LAGO_API_KEY=KEY in its environment
 
 
+def test_fake_lago_stops_on_sigterm_like_ctrl_c() -> None:
+    with popen("fake-lago", stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None
+        for _ in range(3):
+            process.stdout.readline()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert stderr == "stopped; FakeLago had stored 0 events\n"
+
+
 def test_fake_lago_serves_until_ctrl_c_and_prints_url_and_key() -> None:
     with popen(
         "fake-lago", "--api-key", "fake-key", stdout=subprocess.PIPE, stderr=subprocess.PIPE
