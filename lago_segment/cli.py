@@ -334,6 +334,8 @@ class _Signals:
 
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(signum) is signal.SIG_IGN:
+                    continue  # e.g. SIGINT for a background job, or under nohup: keep ignoring
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
