@@ -53,12 +53,22 @@ def run(
 
 
 def popen(*args: str | Path, **options: Any) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "lago_segment", *map(str, args)],
-        text=True,
-        env=cli_env(LAGO_API_KEY=KEY),
-        **options,
-    )
+    # A shell without job control starts background jobs with SIGINT ignored,
+    # children inherit that, and the CLI keeps an ignored signal ignored: the
+    # tests that send SIGINT need it on (a handler, unlike SIG_IGN, is not inherited).
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "lago_segment", *map(str, args)],
+            text=True,
+            env=cli_env(LAGO_API_KEY=KEY),
+            **options,
+        )
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 def example_lines() -> list[str]:
