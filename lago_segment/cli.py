@@ -4,10 +4,16 @@ Subcommands: ``check`` a mapping spec, ``map`` events as a dry run,
 ``explain`` how one event maps, ``replay`` an archive to Lago, and run a
 ``fake-lago`` server to try it all without a Lago account.
 
-Conventions: data (JSON lines) on stdout, messages on stderr; exit code 0
-when everything went through, 1 when a spec has errors or an event could not
-be mapped or stored, 2 for usage errors (bad arguments, unreadable files,
-missing ``LAGO_API_KEY``), 130 when interrupted with Ctrl-C.
+Conventions: data (JSON lines) on stdout, messages on stderr, one line per
+problem (never a traceback for bad input). Exit codes, the same for every
+command: 0 when everything went through; 1 when a spec has errors or an event
+could not be mapped or stored; 2 for usage errors and unreadable input
+(bad arguments, a missing, unreadable or corrupt file, a missing
+``LAGO_API_KEY``); 3 when ``replay`` stopped because Lago cannot take events
+(key refused, no events API at the URL, unreachable); 130 on Ctrl-C and 143
+on SIGTERM (both: summary printed, checkpoint saved).
+
+Each subcommand is one ``_cmd_*`` function registered in :func:`build_parser`.
 
 Built on :mod:`argparse`, not click: the library's only runtime dependencies
 are httpx and attrs, and a CLI is no reason to add one. Heavy modules
@@ -17,27 +23,35 @@ are imported by the subcommand that needs them, so ``--help`` stays instant.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from collections import deque
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from ._cli_input import Item, Source
-    from ._cli_replay import Tally
+    from ._cli_replay import Checkpoint, Mark, Tally
+    from .client import BatchResult, LagoClient
     from .lago import LagoEvent
     from .mapping import MappingSpec
+
+    _Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 __all__ = ["main"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_STOPPED = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 _DEFAULT_API_URL = "https://api.getlago.com"
 
@@ -47,20 +61,30 @@ class _UsageError(Exception):
 
 
 def _err(message: str) -> None:
-    print(message, file=sys.stderr)
+    print(message, file=sys.stderr, flush=True)
 
 
-def _emit(event: LagoEvent) -> None:
-    sys.stdout.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
+def _render(event: LagoEvent) -> str:
+    return json.dumps(event.to_dict(), ensure_ascii=False) + "\n"
 
 
 def _load_spec(path: str) -> MappingSpec | None:
-    """Load a spec, or print every error with its location and return None."""
+    """Load a spec, or print every error with its location and return None.
+
+    A spec that is missing, unreadable or a directory is a usage error (exit 2).
+    """
     import warnings
 
-    from .errors import MappingError
+    from .errors import LagoSegmentError, MappingError
     from .mapping import MappingSpec
 
+    if os.path.isdir(path):
+        raise _UsageError(f"{path} is a directory: SPEC is a mapping spec file (.toml or .json)")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise _UsageError(f"cannot read spec {path}: {exc.strerror or exc}") from None
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -68,13 +92,13 @@ def _load_spec(path: str) -> MappingSpec | None:
         for warning in caught:  # e.g. a trigger mixing and/or without parentheses
             _err(f"{path}: warning: {warning.message}")
         return spec
-    except OSError as exc:
-        raise _UsageError(f"cannot read spec {path}: {exc.strerror or exc}") from None
     except MappingError as exc:
         for error in exc.errors:  # each names its file and location
             _err(error)
-        count = len(exc.errors)
-        _err(f"{path}: {count} error{'s' if count != 1 else ''}")
+        _err(f"{path}: {_plural(len(exc.errors), 'error')}")
+        return None
+    except LagoSegmentError as exc:
+        _err(f"{path}: {exc}")
         return None
 
 
@@ -171,23 +195,35 @@ def _print_normalized(spec: MappingSpec, fmt: str, path: str) -> int:
 
 
 def _cmd_map(args: argparse.Namespace) -> int:
+    from ._cli_input import InputError
     from ._cli_replay import Tally
 
     spec = _load_spec(args.spec)
     if spec is None:
         return EXIT_FAILED
     tally = Tally()
+    status = EXIT_OK
     with _open(args.events) as source:
-        for item in source.segment_events():
-            for event in _map_item(spec, item, tally):
-                _emit(event)
+        try:
+            for item in source.segment_events():
+                for event in _map_item(spec, item, tally):
+                    try:
+                        sys.stdout.write(_render(event))
+                    except UnicodeEncodeError:
+                        tally.invalid += 1
+                        _err(f"{item.where}: cannot print {event.transaction_id!r}: not UTF-8")
+        except InputError as exc:
+            _err(str(exc))
+            status = EXIT_USAGE
     sys.stdout.flush()
     _err(_summary(tally, sent=False))
-    return EXIT_FAILED if tally.invalid else EXIT_OK
+    if status == EXIT_OK and tally.invalid:
+        status = EXIT_FAILED
+    return status
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from ._cli_input import read_event_argument
+    from ._cli_input import InputError, read_event_argument
     from .errors import InvalidEventPayload, MappingError
 
     spec = _load_spec(args.spec)
@@ -197,35 +233,51 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         event = read_event_argument(args.event)
     except OSError as exc:
         raise _UsageError(f"cannot read {args.event}: {exc.strerror or exc}") from None
+    except InputError as exc:
+        raise _UsageError(str(exc)) from None
     except InvalidEventPayload as exc:
         _err(f"{_problem(exc)}")
         return EXIT_FAILED
     try:
-        print(spec.explain(event))
+        explanation = spec.explain(event)
     except MappingError as exc:
         _err(f"mapping failed: {exc}")
+        return EXIT_FAILED
+    try:
+        print(explanation)
+    except UnicodeEncodeError:
+        _err("cannot print the explanation: it holds text that is not valid Unicode")
+        return EXIT_FAILED
+    failing = [r.rule for r in explanation.rules if r.matched and r.error is not None]
+    if failing:
+        names = ", ".join(f'"{name}"' for name in failing)
+        _err(f"the event matches {_plural(len(failing), 'rule')} that fail to map: {names}")
         return EXIT_FAILED
     return EXIT_OK
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from ._cli_replay import Checkpoint, DeadLetters, Progress, Tally, settled_position
-    from .errors import LagoSegmentError
+    from ._cli_replay import Checkpoint, CheckpointError, default_checkpoint_path
 
     if args.lago_events is not None:
         if args.spec is not None or args.events is not None:
             raise _UsageError("give either SPEC EVENTS or --lago-events FILE, not both")
-        spec, input_name = None, args.lago_events
+        spec_path, input_name = None, args.lago_events
     else:
         if args.spec is None or args.events is None:
             raise _UsageError("replay needs SPEC and EVENTS (or --lago-events FILE)")
-        spec, input_name = args.spec, args.events
+        spec_path, input_name = args.spec, args.events
     api_key = os.environ.get("LAGO_API_KEY", "")
     if not api_key:
         raise _UsageError("set the LAGO_API_KEY environment variable to your Lago API key")
+    if api_key != api_key.strip() or not api_key.isascii() or not api_key.isprintable():
+        raise _UsageError(
+            "LAGO_API_KEY holds whitespace, control or non-ASCII characters (a trailing "
+            "newline from a secrets file?): an API key is printable ASCII"
+        )
     checkpoint_path = args.checkpoint
     if checkpoint_path is None and input_name != "-":
-        checkpoint_path = f"{input_name}.checkpoint"
+        checkpoint_path = default_checkpoint_path(input_name)
     if args.resume and checkpoint_path is None:
         raise _UsageError("--resume with EVENTS from stdin needs --checkpoint FILE")
     checkpoint = None
@@ -233,83 +285,429 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         identity = "<stdin>" if input_name == "-" else os.path.abspath(input_name)
         checkpoint = Checkpoint(checkpoint_path, identity)
     try:
-        start = checkpoint.load() if (args.resume and checkpoint is not None) else 0
-    except ValueError as exc:
+        start = checkpoint.load() if (args.resume and checkpoint is not None) else None
+    except CheckpointError as exc:
         raise _UsageError(str(exc)) from None
-    if start:
-        _err(f"resuming after input position {start} (from {checkpoint_path})")
+    if start is not None:
+        _err(f"resuming after input position {start.position} (checkpoint {checkpoint_path})")
+    elif args.resume:
+        _err(f"no checkpoint at {checkpoint_path} yet: starting from the beginning")
 
-    loaded = _load_spec(spec) if spec is not None else None
-    if spec is not None and loaded is None:
+    spec = _load_spec(spec_path) if spec_path is not None else None
+    if spec_path is not None and spec is None:
         return EXIT_FAILED
-    from .client import LagoClient
-
-    try:
-        client = LagoClient(api_key, api_url=args.api_url, timeout=args.timeout)
-    except LagoSegmentError as exc:
-        raise _UsageError(str(exc)) from None
-
-    tally = Tally()
-    dead = DeadLetters(args.dead_letter)
-    pending: deque[tuple[int, str, LagoEvent]] = deque()
-    last_read = start
     source = _open(input_name)
-    progress = (
-        Progress(sys.stderr, size=source.size, consumed=lambda: source.consumed)
-        if (sys.stderr.isatty() if args.progress is None else args.progress)
-        else None
-    )
+    with _quiet_library_logs(), _Signals() as signals:
+        run = _Replay(
+            args,
+            api_key=api_key,
+            spec=spec,
+            source=source,
+            checkpoint=checkpoint,
+            start=start,
+            signals=signals,
+        )
+        return run.run()
 
-    report = progress.message if progress is not None else _err
 
-    def send(count: int) -> None:
-        batch = [pending.popleft() for _ in range(min(count, len(pending)))]
-        if not batch:
-            return
-        result = client.send_batch([event for _, _, event in batch])
-        tally.add(result)
-        where = {id(event): w for _, w, event in batch}
-        for failure in result.failed:
-            at = where.get(id(failure.event), input_name)
-            kind = "permanent" if failure.permanent else "gave up retrying"
-            report(f"{at}: not stored ({kind}): {failure.error}")
-            dead.write(failure.event, str(failure.error), failure.permanent, at)
-        dead.flush()
-        if checkpoint is not None:
-            checkpoint.save(settled_position(((p, e) for p, _, e in pending), last_read))
+@contextlib.contextmanager
+def _quiet_library_logs() -> Iterator[None]:
+    """The CLI reports every outcome itself, once: without this, the library's
+    warnings would repeat them (through logging's last-resort handler) on every batch."""
+    import logging
 
-    interrupted = False
+    logger = logging.getLogger("lago_segment")
+    quiet = logging.NullHandler()
+    propagate = logger.propagate
+    logger.addHandler(quiet)
+    logger.propagate = False
     try:
-        with client, source:
-            items = source.lago_events() if loaded is None else source.segment_events()
-            for item in items:
-                if item.position <= start:
-                    continue
-                for event in _map_item(loaded, item, tally, report):
-                    pending.append((item.position, item.where, event))
-                last_read = item.position
-                while len(pending) >= args.batch_size:
-                    send(args.batch_size)
-                if progress is not None:
-                    progress.update(tally)
-                if args.max_events is not None and tally.read >= args.max_events:
-                    break
-            while pending:
-                send(args.batch_size)
-            if checkpoint is not None:
-                checkpoint.save(last_read)
-    except KeyboardInterrupt:
-        interrupted = True
+        yield
     finally:
-        dead.close()
-    if progress is not None:
-        progress.update(tally, final=True)
-    _err(_summary(tally, sent=True))
-    if interrupted:
-        hint = " (run again with --resume to continue)" if checkpoint is not None else ""
-        _err(f"interrupted after input position {last_read}{hint}")
-        return EXIT_INTERRUPTED
-    return EXIT_FAILED if (tally.invalid or tally.failed) else EXIT_OK
+        logger.removeHandler(quiet)
+        logger.propagate = propagate
+
+
+class _Signals:
+    """SIGINT and SIGTERM both stop a run like Ctrl-C, but never inside a critical section.
+
+    A signal raises :class:`KeyboardInterrupt`; one that arrives while
+    :meth:`deferred` is active (a batch's outcome being recorded) is raised
+    when the section ends, so the dead-letter file and the checkpoint always
+    agree with what Lago stored.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._depth = 0
+        self._pending = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Signals:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(signum) is signal.SIG_IGN:
+                    continue  # e.g. SIGINT for a background job, or under nohup: keep ignoring
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        import signal
+
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.received is None:
+            self.received = signum
+        if self._depth:
+            self._pending = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Hold signals back until the block ends."""
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if not self._depth and self._pending:
+                self._pending = False
+                raise KeyboardInterrupt
+
+
+class _Stop(Exception):
+    """Lago cannot take events now (bad key, wrong URL, unreachable): the run stops."""
+
+
+def _display_url(url: str) -> str:
+    """``url`` without any user:password part."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=host))
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def scrubber(secret: str) -> Callable[[str], str]:
+    """A function that replaces ``secret`` (as is, stripped, or escaped) in a text."""
+    forms = {secret, secret.strip(), repr(secret)[1:-1]}
+    forms.add(repr(secret.encode("utf-8", "surrogateescape"))[2:-1])
+    # A form shorter than 8 characters is no real key, and would blank out words.
+    ordered = sorted((f for f in forms if len(f) >= 8), key=len, reverse=True)
+
+    def scrub(text: str) -> str:
+        for form in ordered:
+            text = text.replace(form, "[LAGO_API_KEY]")
+        return text
+
+    return scrub
+
+
+class _Replay:
+    """One ``replay`` run: reads, maps, sends in batches, keeps the checkpoint."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        *,
+        api_key: str,
+        spec: MappingSpec | None,
+        source: Source,
+        checkpoint: Checkpoint | None,
+        start: Mark | None,
+        signals: _Signals,
+    ) -> None:
+        from ._cli_replay import DeadLetters, Ledger, Progress, Tally
+
+        self.args = args
+        self.spec = spec
+        self.source = source
+        self.checkpoint = checkpoint
+        self.start = start
+        self.signals = signals
+        self.scrub = scrubber(api_key)
+        self.tally = Tally()
+        self.ledger = Ledger(start)
+        self.pending: deque[tuple[Item, LagoEvent]] = deque()
+        self.saved = start
+        self.lost_without_dead_letter = 0
+        show = sys.stderr.isatty() if args.progress is None else args.progress
+        self.progress = (
+            Progress(sys.stderr, size=source.size, consumed=lambda: source.consumed)
+            if show
+            else None
+        )
+        self.url = _display_url(args.api_url)
+        self.retrying = False
+        self.elapsed = 0.0
+        self.saved_at = float("-inf")
+        try:
+            self.client = self._client(api_key)
+            try:
+                self.dead = DeadLetters(args.dead_letter)
+            except OSError as exc:
+                self.client.close()
+                what = f"cannot write the dead-letter file {args.dead_letter}"
+                raise _UsageError(f"{what}: {exc.strerror or exc}") from None
+            if checkpoint is not None:
+                self._check_writable(checkpoint, start)
+        except BaseException:
+            source.close()
+            raise
+
+    def _check_writable(self, checkpoint: Checkpoint, start: Mark | None) -> None:
+        """Write the checkpoint once before anything is sent: a usage error if it cannot be."""
+        try:
+            checkpoint.save(start)
+        except OSError as exc:
+            self.client.close()
+            self.dead.close()
+            what = f"cannot write the checkpoint {checkpoint.path}"
+            raise _UsageError(f"{what}: {exc.strerror or exc} (see --checkpoint)") from None
+
+    def report(self, message: str) -> None:
+        text = self.scrub(message)
+        if self.progress is not None:
+            self.progress.message(text)
+        else:
+            _err(text)
+
+    def _client(self, api_key: str) -> LagoClient:
+        import time
+        from urllib.parse import urlsplit
+
+        from .client import LagoClient, RetryPolicy
+        from .errors import ConfigurationError
+
+        def sleep(seconds: float) -> None:
+            if not self.retrying:
+                self.retrying = True
+                self.report(
+                    f"Lago at {self.url} did not answer, or failed: retrying for up to "
+                    f"{self.args.give_up_after:g} s (Ctrl-C stops, --resume continues)"
+                )
+            time.sleep(seconds)
+
+        url = self.args.api_url
+        try:
+            client = LagoClient(
+                api_key,
+                api_url=url,
+                timeout=self.args.timeout,
+                retry=RetryPolicy(timeout=self.args.give_up_after, sleep=sleep),
+                allow_insecure_http=self.args.allow_insecure_http,
+            )
+        except ConfigurationError as exc:
+            if exc.option == "api_url" and url.lower().startswith("http://"):
+                raise _UsageError(
+                    f"--api-url {self.url} is plain http to a host other than this machine: "
+                    "the API key would travel in clear text. Use https, or add "
+                    "--allow-insecure-http if the host is on a private network you trust "
+                    "(e.g. http://lago-api:3000 in a Docker network)"
+                ) from None
+            raise _UsageError(self.scrub(str(exc))) from None
+        parts = urlsplit(client.api_url)
+        if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+            _err(
+                f"warning: sending the API key in clear text to {self.url} "
+                "(--allow-insecure-http): anyone on that network path can read it"
+            )
+        return client
+
+    def run(self) -> int:
+        from ._cli_input import InputError
+        from ._cli_replay import CheckpointError
+
+        status = EXIT_OK
+        try:
+            with self.client, self.source:
+                self._read_and_send()
+        except KeyboardInterrupt:
+            status = EXIT_TERMINATED if self._terminated() else EXIT_INTERRUPTED
+        except _Stop as stop:
+            self.report(str(stop))
+            status = EXIT_STOPPED
+        except CheckpointError as exc:
+            self.report(f"lago-segment replay: error: {exc}")
+            status = EXIT_USAGE
+        except InputError as exc:
+            self.report(str(exc))
+            status = EXIT_USAGE
+        finally:
+            with self.signals.deferred():
+                self._save()
+                self.dead.close()
+        return self._finish(status)
+
+    def _terminated(self) -> bool:
+        import signal
+
+        return self.signals.received == signal.SIGTERM
+
+    def _read_and_send(self) -> None:
+        from ._cli_replay import Mark
+
+        args = self.args
+        items = self.source.lago_events() if self.spec is None else self.source.segment_events()
+        start = self.start
+        for item in items:
+            if start is not None:
+                if item.position < start.position:
+                    continue
+                found = (
+                    Mark(item.position, item.digest) if item.position == start.position else None
+                )
+                assert self.checkpoint is not None
+                self.checkpoint.verify(start, found)
+                start = None
+                continue
+            events = _map_item(self.spec, item, self.tally, self.report)
+            self.ledger.read(item, len(events))
+            self.pending.extend((item, event) for event in events)
+            while len(self.pending) >= args.batch_size:
+                self._send(args.batch_size)
+            if self.progress is not None and self.progress.live:
+                self.progress.update(self.tally)
+            if args.max_events is not None and self.tally.read >= args.max_events:
+                break
+        else:
+            if start is not None:  # the input ended before the checkpoint's position
+                assert self.checkpoint is not None
+                self.checkpoint.verify(start, None)
+        while self.pending:
+            self._send(args.batch_size)
+
+    def _send(self, count: int) -> None:
+        import time
+
+        batch = [self.pending.popleft() for _ in range(min(count, len(self.pending)))]
+        started = time.monotonic()
+        result = self.client.send_batch([event for _, event in batch])
+        self.elapsed = time.monotonic() - started
+        with self.signals.deferred():
+            self._record(batch, result)
+        if self.progress is not None and not self.progress.live:
+            self.progress.update(self.tally)  # off a terminal: one line per batch
+
+    def _record(self, batch: list[tuple[Item, LagoEvent]], result: BatchResult) -> None:
+        """Count a batch's outcome, keep its failures, and move the checkpoint."""
+        from .errors import LagoAPIError
+
+        position = {id(event): item for item, event in batch}
+        self.tally.delivered += len(result.delivered)
+        self.tally.duplicates += len(result.duplicates)
+        for event in (*result.delivered, *result.duplicates):
+            self.ledger.settle(position[id(event)].position)
+        stop = None
+        for failure in result.failed:
+            item = position[id(failure.event)]
+            error = failure.error
+            status = error.status_code if isinstance(error, LagoAPIError) else None
+            self.tally.failed += 1
+            if status is None or status in (401, 403, 404, 408, 429) or status >= 500:
+                stop = stop or error  # nothing about this event: later ones would fail too
+                continue
+            text = self.scrub(str(error))
+            kind = "permanent" if failure.permanent else "gave up retrying"
+            self.report(f"{item.where}: not stored ({kind}): {text}")
+            if self.dead.enabled:
+                self.dead.write(failure.event, text, failure.permanent, item.where)
+                self.ledger.settle(item.position)
+            else:
+                self.lost_without_dead_letter += 1
+                self.ledger.lost(item.position)
+        self._save(every=1.0)
+        if stop is not None:
+            raise _Stop(self._stop_message(stop, result.retries + 1))
+        if result.delivered or result.duplicates:
+            self.retrying = False
+
+    def _stop_message(self, error: Exception, attempts: int) -> str:
+        from .errors import LagoAPIError
+
+        tried = f"gave up after {_plural(attempts, 'attempt')} in {self.elapsed:.0f} s"
+        if not isinstance(error, LagoAPIError):
+            return f"cannot reach Lago at {self.url}: {self.scrub(str(error))} ({tried}). Stopped"
+        said = self.scrub(str(error))
+        if error.status_code in (401, 403):
+            return (
+                f"Lago at {self.url} refused the API key: {said}. Check LAGO_API_KEY, and "
+                "--api-url (US and EU keys differ). Stopped"
+            )
+        if error.status_code == 404:
+            return (
+                f"Lago at {self.url} has no events API ({self.url}/api/v1/events/batch: {said}): "
+                "check --api-url, the origin of your Lago API (e.g. https://api.getlago.com). "
+                "Stopped"
+            )
+        return f"Lago at {self.url} still answered {said} ({tried}). Stopped"
+
+    def _save(self, every: float = 0.0) -> None:
+        """Move the checkpoint to what settled (at most once per ``every`` seconds).
+
+        The dead letters are made durable first: the checkpoint never passes
+        an event that is neither in Lago nor on disk. Saving at most once a
+        second costs little on resume (a few batches resent, as duplicates)
+        and spares two fsyncs per batch, which dominated small batches.
+        """
+        import time
+
+        if self.checkpoint is None or self.ledger.settled == self.saved:
+            return
+        now = time.monotonic()
+        if now - self.saved_at < every:
+            return
+        self.dead.flush()
+        self.checkpoint.save(self.ledger.settled)
+        self.saved = self.ledger.settled
+        self.saved_at = now
+
+    def _finish(self, status: int) -> int:
+        if self.progress is not None:
+            complete = self.source.exhausted and not self.pending
+            self.progress.update(self.tally, final=True, complete=complete)
+        _err(self.scrub(_summary(self.tally, sent=True)))
+        settled = 0 if self.saved is None else self.saved.position
+        if self.checkpoint is None:
+            where = "no checkpoint (stdin without --checkpoint)"
+        elif settled:
+            where = (
+                f"checkpoint: input up to position {settled} is settled; run again with "
+                "--resume to continue after it"
+            )
+        else:
+            where = "checkpoint: nothing settled yet; --resume starts from the beginning"
+        if status in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+            what = "interrupted" if status == EXIT_INTERRUPTED else "terminated (SIGTERM)"
+            _err(f"{what}; {where}")
+        elif status == EXIT_STOPPED:
+            _err(where)
+        elif self.lost_without_dead_letter:
+            _err(
+                f"{_plural(self.lost_without_dead_letter, 'Lago event')} not stored and not kept "
+                f"(no --dead-letter file), so the checkpoint stays before them. {where} (what "
+                "was stored since comes back as duplicates)"
+            )
+        if status == EXIT_OK and (self.tally.invalid or self.tally.failed):
+            status = EXIT_FAILED
+        return status
 
 
 def _cmd_fake_lago(args: argparse.Namespace) -> int:
@@ -323,7 +721,7 @@ def _cmd_fake_lago(args: argparse.Namespace) -> int:
     api_key = args.api_key or f"fake-{secrets.token_hex(8)}"
     fake = FakeLago(api_key=api_key)
     try:
-        with fake.serve(port=args.port) as url:
+        with _Signals(), fake.serve(port=args.port) as url:  # SIGTERM stops it like Ctrl-C
             print(f"FakeLago is listening on {url} (Ctrl-C to stop)")
             print(f"export LAGO_API_URL={url}")
             print(f"export LAGO_API_KEY={api_key}")
@@ -337,8 +735,10 @@ def _cmd_fake_lago(args: argparse.Namespace) -> int:
 # -- parser -------------------------------------------------------------------------------
 
 _EPILOG = """\
-exit codes: 0 ok, 1 spec errors or events not mapped/stored, 2 usage errors, 130 Ctrl-C.
-Data goes to stdout as JSON lines; messages and progress go to stderr.
+exit codes: 0 ok; 1 spec errors, or events not mapped/stored; 2 usage errors and
+unreadable input; 3 replay stopped by Lago (bad key, wrong URL, unreachable);
+130 Ctrl-C; 143 SIGTERM. Data goes to stdout as JSON lines; messages and progress
+go to stderr.
 
 examples:
   lago-segment check lago-mapping.toml
@@ -377,6 +777,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lago-segment {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
+    for register in _COMMANDS:
+        register(commands)
+    return parser
+
+
+def _add_check(commands: _Commands) -> None:
+    """Register ``check SPEC``."""
+    raw = argparse.RawDescriptionHelpFormatter
     check = commands.add_parser(
         "check",
         help="validate a mapping spec",
@@ -393,6 +801,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(run=_cmd_check)
 
+
+def _add_map(commands: _Commands) -> None:
+    """Register ``map SPEC EVENTS``."""
+    raw = argparse.RawDescriptionHelpFormatter
     map_ = commands.add_parser(
         "map",
         help="dry run: print the Lago events a file of Segment events maps to",
@@ -411,6 +823,10 @@ def build_parser() -> argparse.ArgumentParser:
     map_.add_argument("events", metavar="EVENTS", help=_events_help("the Segment events"))
     map_.set_defaults(run=_cmd_map)
 
+
+def _add_explain(commands: _Commands) -> None:
+    """Register ``explain SPEC EVENT``."""
+    raw = argparse.RawDescriptionHelpFormatter
     explain = commands.add_parser(
         "explain",
         help="show rule by rule how one event maps",
@@ -433,18 +849,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.set_defaults(run=_cmd_explain)
 
+
+def _add_replay(commands: _Commands) -> None:
+    """Register ``replay SPEC EVENTS``."""
+    raw = argparse.RawDescriptionHelpFormatter
     replay = commands.add_parser(
         "replay",
         help="map events and send them to Lago, resumably",
         description=_wrap(
             "Map Segment events and send the Lago events to Lago, in batches, with "
             "retries. The API key comes from the LAGO_API_KEY environment variable only (a "
-            "flag would land in your shell history). Events Lago does not store are written "
-            "to the --dead-letter file, which `replay --lago-events` sends again. After every "
-            "batch, a checkpoint records the last input line whose events all settled, so "
-            "--resume continues an interrupted run where it stopped. Events in flight when "
-            "it stopped are sent again; Lago keeps one event per transaction_id, so they come "
-            "back as duplicates, never as double charges."
+            "flag would land in your shell history). Events Lago refuses are written "
+            "to the --dead-letter file, which `replay --lago-events` sends again. A bad key "
+            "(401/403), a wrong URL (404) or Lago out of reach stop the run at once (exit "
+            "code 3). After every batch, a checkpoint records the last input record whose "
+            "events all settled (stored, already stored, dead-lettered, or deliberately "
+            "skipped), so --resume continues where the run stopped and never skips an event "
+            "that was not stored. Events in flight when it stopped are sent again; Lago keeps "
+            "one event per transaction_id, so they come back as duplicates, never as double "
+            "charges."
         ),
         epilog="examples:\n"
         "  read -rs LAGO_API_KEY && export LAGO_API_KEY   # typed, not in shell history\n"
@@ -488,8 +911,23 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--checkpoint",
         metavar="FILE",
-        help="where the checkpoint is kept (default: EVENTS.checkpoint; required for "
-        "--resume on stdin)",
+        help="where the checkpoint is kept (default: "
+        "$XDG_STATE_HOME/lago-segment/checkpoints/NAME-HASH.json, XDG_STATE_HOME being "
+        "~/.local/state when unset; required for --resume on stdin)",
+    )
+    replay.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="allow a plain http:// --api-url to a host other than this machine (a "
+        "self-hosted Lago on a private network): the API key travels in clear text",
+    )
+    replay.add_argument(
+        "--give-up-after",
+        type=_positive_float,
+        metavar="SECONDS",
+        default=60.0,
+        help="how long to keep retrying a batch while Lago is unreachable or failing, "
+        "before the run stops (default: %(default)g)",
     )
     replay.add_argument(
         "--batch-size",
@@ -500,10 +938,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument(
         "--timeout",
-        type=float,
+        type=_positive_float,
         metavar="SECONDS",
         default=10.0,
-        help="seconds per HTTP request (default: %(default)s)",
+        help="seconds per HTTP request (default: %(default)g)",
     )
     replay.add_argument(
         "--max-events",
@@ -519,6 +957,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.set_defaults(run=_cmd_replay)
 
+
+def _add_fake_lago(commands: _Commands) -> None:
+    """Register ``fake-lago``."""
+    raw = argparse.RawDescriptionHelpFormatter
     fake = commands.add_parser(
         "fake-lago",
         help="run an in-memory Lago on 127.0.0.1 to try things without an account",
@@ -526,7 +968,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Serve FakeLago, an in-memory stand-in for Lago's events API, on "
             "127.0.0.1. Prints its URL and its API key (random unless --api-key gives one; "
             "never LAGO_API_KEY, which may hold a real key) as shell exports; runs until "
-            "Ctrl-C (exit code 0)."
+            "Ctrl-C or SIGTERM (exit code 0)."
         ),
         epilog="example:\n"
         "  lago-segment fake-lago --port 8765\n"
@@ -543,7 +985,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="the key the fake accepts (default: a random one; never use a real key here)",
     )
     fake.set_defaults(run=_cmd_fake_lago)
-    return parser
+
+
+_COMMANDS: list[Callable[[_Commands], None]] = [  # one register function per subcommand
+    _add_check,
+    _add_map,
+    _add_explain,
+    _add_replay,
+    _add_fake_lago,
+]
 
 
 def _positive_int(text: str) -> int:
@@ -553,6 +1003,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
     return value
 
 

@@ -53,12 +53,22 @@ def run(
 
 
 def popen(*args: str | Path, **options: Any) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "lago_segment", *map(str, args)],
-        text=True,
-        env=cli_env(LAGO_API_KEY=KEY),
-        **options,
-    )
+    # A shell without job control starts background jobs with SIGINT ignored,
+    # children inherit that, and the CLI keeps an ignored signal ignored: the
+    # tests that send SIGINT need it on (a handler, unlike SIG_IGN, is not inherited).
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "lago_segment", *map(str, args)],
+            text=True,
+            env=cli_env(LAGO_API_KEY=KEY),
+            **options,
+        )
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 def example_lines() -> list[str]:
@@ -85,6 +95,14 @@ def mappable_lines() -> list[str]:
 def expected_transaction_ids(lines: list[str]) -> list[str]:
     spec = MappingSpec.load(SPEC)
     return sorted(e.transaction_id for line in lines for e in spec.map(parse_event(line)))
+
+
+@pytest.fixture(autouse=True)
+def state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Checkpoints go to the user's state directory: a temporary one here."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    return state
 
 
 @pytest.fixture(scope="module")
@@ -310,12 +328,13 @@ def test_replay_writes_refused_events_to_a_dead_letter_file_that_replays(
     events = tmp_path / "events.jsonl"
     events.write_text("\n".join(mappable_lines()) + "\n")
     dead = tmp_path / "dead.jsonl"
-    lago.script(401)  # the first request is refused for good
+    lago.script(422)  # the first batch is refused for good, as such
     failed = run("replay", SPEC, events, "--api-url", url, "--dead-letter", dead, LAGO_API_KEY=KEY)
     assert failed.returncode == 1
-    assert lago.stored_transaction_ids() == []
     records = [json.loads(line) for line in dead.read_text().splitlines()]
-    assert all(r["permanent"] and "401" in r["error"] for r in records)
+    assert records
+    assert all(r["permanent"] and "422" in r["error"] for r in records)
+    assert oct(dead.stat().st_mode & 0o777) == oct(0o600)
 
     retried = run("replay", "--lago-events", dead, "--api-url", url, LAGO_API_KEY=KEY)
     assert retried.returncode == 0, retried.stderr
@@ -354,10 +373,11 @@ def test_an_interrupted_replay_resumes_and_stores_every_event_exactly_once(
         assert process.stderr is not None
         process.stdin.write("\n".join(lines[:6]) + "\n")
         process.stdin.flush()
-        # With batches of one, the progress line for event 6 comes after its events
-        # settled; then the CLI waits for more input, and Ctrl-C arrives there.
+        # With batches of one, a progress line follows every batch; once all the
+        # events of line 6 are stored, the CLI waits for more input: Ctrl-C arrives there.
+        stored = len(expected_transaction_ids(lines[:6]))
         for message in process.stderr:
-            if message.startswith("progress: 6 events read"):
+            if message.startswith(f"progress: 6 events read, {stored} stored"):
                 break
         process.send_signal(signal.SIGINT)
         rest = process.stderr.read()
@@ -385,6 +405,17 @@ def test_fake_lago_never_prints_the_api_key_from_the_environment() -> None:
         process.communicate(timeout=30)
     assert "export LAGO_API_KEY=fake-" in banner
     assert KEY not in banner  # popen() sets LAGO_API_KEY=KEY in its environment
+
+
+def test_fake_lago_stops_on_sigterm_like_ctrl_c() -> None:
+    with popen("fake-lago", stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None
+        for _ in range(3):
+            process.stdout.readline()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert stderr == "stopped; FakeLago had stored 0 events\n"
 
 
 def test_fake_lago_serves_until_ctrl_c_and_prints_url_and_key() -> None:

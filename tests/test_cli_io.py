@@ -12,7 +12,15 @@ from typing import Any
 import pytest
 
 from lago_segment._cli_input import Item, open_source, read_event_argument
-from lago_segment._cli_replay import Checkpoint, DeadLetters, Progress, Tally, settled_position
+from lago_segment._cli_replay import (
+    Checkpoint,
+    CheckpointError,
+    DeadLetters,
+    Ledger,
+    Mark,
+    Progress,
+    Tally,
+)
 from lago_segment.errors import InvalidEventPayload
 from lago_segment.lago import LagoEvent
 
@@ -119,20 +127,44 @@ def test_a_bad_event_file_is_named_in_the_error(tmp_path: Path) -> None:
 
 def test_a_checkpoint_round_trips(tmp_path: Path) -> None:
     checkpoint = Checkpoint(str(tmp_path / "cp"), "/data/a.jsonl")
-    assert checkpoint.load() == 0
-    checkpoint.save(42)
-    assert checkpoint.load() == 42
+    assert checkpoint.load() is None
+    checkpoint.save(Mark(42, "abc"))
+    assert checkpoint.load() == Mark(42, "abc")
 
 
 def test_a_checkpoint_of_another_input_is_refused(tmp_path: Path) -> None:
-    Checkpoint(str(tmp_path / "cp"), "/data/a.jsonl").save(7)
-    with pytest.raises(ValueError, match=r"is for '/data/a\.jsonl'"):
+    Checkpoint(str(tmp_path / "cp"), "/data/a.jsonl").save(Mark(7, "abc"))
+    with pytest.raises(CheckpointError, match=r"is for '/data/a\.jsonl'"):
         Checkpoint(str(tmp_path / "cp"), "/data/b.jsonl").load()
 
 
-def test_the_settled_position_stops_before_the_first_pending_event() -> None:
-    assert settled_position([(5, "e"), (6, "e")], last_read=9) == 4
-    assert settled_position([], last_read=9) == 9
+def item(position: int) -> Item:
+    return Item(position, f"e:{position}", None, digest=f"d{position}")
+
+
+def test_the_ledger_settles_records_in_input_order() -> None:
+    ledger = Ledger(None)
+    ledger.read(item(1), 2)
+    ledger.read(item(2), 0)  # no rule matched: settled as soon as what precedes it is
+    ledger.read(item(4), 1)
+    ledger.settle(4)
+    assert ledger.settled is None  # record 1 still has two open events
+    ledger.settle(1)
+    ledger.settle(1)
+    assert ledger.settled == Mark(4, "d4")
+
+
+def test_the_ledger_never_passes_a_lost_event() -> None:
+    ledger = Ledger(Mark(1, "d1"))
+    ledger.read(item(2), 1)
+    ledger.read(item(3), 1)
+    ledger.settle(2)
+    ledger.lost(3)
+    ledger.read(item(4), 0)
+    ledger.read(item(5), 1)
+    ledger.settle(5)
+    assert ledger.settled == Mark(2, "d2")
+    assert ledger.stuck_at == 3
 
 
 def test_dead_letters_hold_the_lago_event_and_its_error(tmp_path: Path) -> None:
@@ -158,6 +190,15 @@ def test_progress_off_a_terminal_prints_one_line_per_update_with_an_eta() -> Non
     assert out.getvalue() == (
         "progress: 50 events read, 40 stored, 0 duplicates, 2 failed, 5/s, 25%, ETA 0:30\n"
     )
+
+
+def test_the_final_progress_line_of_a_whole_input_says_100_percent_in_correct_plurals() -> None:
+    out = io.StringIO()
+    ticks = iter([0.0, 1.0])
+    # A gzip file's compressed bytes are read ahead, so the count can stop short.
+    progress = Progress(out, size=1000, consumed=lambda: 970, clock=lambda: next(ticks))
+    progress.update(Tally(read=1, delivered=1, duplicates=1), final=True, complete=True)
+    assert out.getvalue() == "progress: 1 event read, 1 stored, 1 duplicate, 0 failed, 1/s, 100%\n"
 
 
 def test_a_batch_file_may_open_with_the_batch_key_on_its_first_line(tmp_path: Path) -> None:

@@ -3,10 +3,15 @@
 A fenced ``python`` block runs as a script, or as a doctest when it holds
 ``>>>`` prompts. The blocks of one page share one namespace, in order, and run
 in a temporary working directory with the repository's ``examples/`` beside
-them. Requests to Lago's hosted API are answered by a ``FakeLago`` that
-accepts the key ``my-api-key`` (examples read as they would for real, and
-stay offline); loopback traffic goes through. A block preceded by the line
-``<!-- no-run: reason -->`` is skipped (recipes that need a web framework).
+them. A block preceded by the line ``<!-- no-run: reason -->`` is skipped
+(recipes that need a web framework, or a Lago account: the reason says so).
+
+The README and the quickstart are what a newcomer runs first, on a machine
+that may have no network and no account: their blocks run exactly as
+written, with loopback traffic only (anything else fails the test), so each
+must bring its own ``FakeLago``. On the other pages, requests to Lago's hosted
+API are answered by a ``FakeLago`` that accepts the key ``my-api-key``
+(reference examples read as they would for real, and stay offline).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from lago_segment.testing import FakeLago, set_testing
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
+OFFLINE_AS_WRITTEN = {ROOT / "README.md", ROOT / "docs" / "quickstart.md"}
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 FENCE = re.compile(
     r"(?P<skip><!--\s*no-run:[^>]*-->\s*\n)?^```python[^\n]*\n(?P<code>.*?)^```",
     re.MULTILINE | re.DOTALL,
@@ -60,19 +67,32 @@ def test_page_examples_run(page: Path, tmp_path: Path) -> None:
     cwd = Path.cwd()
     os.chdir(tmp_path)
     fake = FakeLago(api_key="my-api-key")
-    set_testing(True)
+    offline = page in OFFLINE_AS_WRITTEN
+    set_testing(not offline)  # the first pages run with the library's real retry waits
     try:
         with respx.mock(assert_all_called=False) as router:
-            router.route(host__in=("api.getlago.com", "api.eu.getlago.com")).mock(
-                side_effect=fake.transport.handler
-            )
-            router.route().pass_through()
-            namespace: dict[str, object] = {"__name__": f"docs_{page.stem}", "fake_lago": fake}
+            router.route(host__in=LOOPBACK).pass_through()
+            if not offline:
+                router.route(host__in=("api.getlago.com", "api.eu.getlago.com")).mock(
+                    side_effect=fake.transport.handler
+                )
+                router.route().pass_through()
+            # Offline pages: any other request matches no route and fails the test.
+            namespace: dict[str, object] = {"__name__": f"docs_{page.stem}"}
+            if not offline:
+                namespace["fake_lago"] = fake
             for line, code in blocks:
                 run_block(page, line, code, namespace)
     finally:
         set_testing(False)
         os.chdir(cwd)
+
+
+@pytest.mark.parametrize("page", sorted(OFFLINE_AS_WRITTEN), ids=lambda p: p.name)
+def test_the_first_pages_bring_their_own_fake_lago(page: Path) -> None:
+    code = "".join(code for _, code in python_blocks(page))
+    assert "FakeLago(" in code
+    assert ".serve()" in code
 
 
 def test_the_runner_finds_the_readme_example() -> None:

@@ -1,0 +1,253 @@
+"""``replay`` you can trust: checkpoints that never skip an unstored event, runs that stop early.
+
+Every test runs the CLI as a subprocess against ``FakeLago.serve()`` on loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from test_cli import (
+    KEY,
+    SPEC,
+    expected_transaction_ids,
+    mappable_lines,
+    popen,
+    run,
+)
+
+if TYPE_CHECKING:
+    from lago_segment.testing import FakeLago
+
+
+@pytest.fixture(autouse=True)
+def state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    state = tmp_path / "state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    return state
+
+
+@pytest.fixture
+def fake() -> Iterator[tuple[FakeLago, str]]:
+    from lago_segment.testing import FakeLago
+
+    lago = FakeLago(api_key=KEY)
+    with lago.serve() as url:
+        yield lago, url
+
+
+@pytest.fixture
+def events(tmp_path: Path) -> Path:
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(mappable_lines()) + "\n")
+    return path
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port  # nothing listens there any more: connections are refused
+
+
+def test_a_run_with_a_wrong_key_stops_at_once_and_resume_with_the_right_key_sends_all(
+    fake: tuple[FakeLago, str], events: Path
+) -> None:
+    lago, url = fake
+    options = ["--api-url", url, "--batch-size", "2"]
+    wrong = run("replay", SPEC, events, *options, LAGO_API_KEY="wrong-key-MARKER")
+    assert wrong.returncode == 3
+    assert lago.request_count == 1  # stopped at the first 401, not one try per batch
+    refused = [line for line in wrong.stderr.splitlines() if "refused the API key" in line]
+    assert len(refused) == 1
+    assert url in refused[0]
+    assert "MARKER" not in wrong.stderr
+
+    resumed = run("replay", SPEC, events, *options, "--resume", LAGO_API_KEY=KEY)
+    assert resumed.returncode == 0, resumed.stderr
+    assert sorted(lago.stored_transaction_ids()) == expected_transaction_ids(mappable_lines())
+
+
+def test_a_wrong_url_path_stops_at_once_naming_the_url(
+    fake: tuple[FakeLago, str], events: Path
+) -> None:
+    lago, url = fake
+    result = run("replay", SPEC, events, "--api-url", f"{url}/lago", LAGO_API_KEY=KEY)
+    assert result.returncode == 3
+    assert lago.request_count == 1
+    assert f"{url}/lago" in result.stderr
+    assert "404" in result.stderr
+    assert KEY not in result.stderr
+
+
+def test_lago_out_of_reach_stops_the_run_once_within_the_retry_bound(events: Path) -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    result = run(
+        "replay", SPEC, events, "--api-url", url, "--give-up-after", "0.5", "--batch-size", "1",
+        LAGO_API_KEY="sk-MARKER-123",
+    )  # fmt: skip
+    assert result.returncode == 3
+    lines = result.stderr.splitlines()
+    assert [line for line in lines if line.startswith("cannot reach Lago")] == [
+        next(line for line in lines if line.startswith(f"cannot reach Lago at {url}:"))
+    ]
+    assert sum("retrying for up to 0.5 s" in line for line in lines) <= 1
+    assert "giving up on POST" not in result.stderr  # the library's log line, said once already
+    assert "MARKER" not in result.stderr + result.stdout
+
+
+def test_without_a_dead_letter_file_the_checkpoint_stays_before_a_refused_event(
+    fake: tuple[FakeLago, str], events: Path
+) -> None:
+    lago, url = fake
+    options = ["--api-url", url, "--batch-size", "3"]
+    lago.script(None, 422)  # the second batch is refused; later ones are stored
+    first = run("replay", SPEC, events, *options, LAGO_API_KEY=KEY)
+    assert first.returncode == 1
+    assert "not kept" in first.stderr
+
+    resumed = run("replay", SPEC, events, *options, "--resume", LAGO_API_KEY=KEY)
+    assert resumed.returncode == 0, resumed.stderr
+    stored = lago.stored_transaction_ids()
+    assert sorted(stored) == expected_transaction_ids(mappable_lines())
+    # The refused batch is stored now; what followed it came back as duplicates.
+    assert "sent: 3 stored, " in resumed.stderr
+    assert " 0 duplicates" not in resumed.stderr
+
+
+def test_a_replaced_input_is_detected_on_resume_and_nothing_is_sent(
+    fake: tuple[FakeLago, str], events: Path
+) -> None:
+    lago, url = fake
+    first = run("replay", SPEC, events, "--api-url", url, "--max-events", "5", LAGO_API_KEY=KEY)
+    assert first.returncode == 0, first.stderr
+    before = lago.request_count
+    lines = mappable_lines()
+    events.write_text("\n".join([*lines[1:], lines[0]]) + "\n")  # same size, rotated
+    resumed = run("replay", SPEC, events, "--api-url", url, "--resume", LAGO_API_KEY=KEY)
+    assert resumed.returncode == 2
+    assert "replaced, rotated or truncated" in resumed.stderr
+    assert lago.request_count == before
+
+
+def test_an_input_shorter_than_its_checkpoint_is_detected_on_resume(
+    fake: tuple[FakeLago, str], events: Path
+) -> None:
+    _, url = fake
+    assert run("replay", SPEC, events, "--api-url", url, LAGO_API_KEY=KEY).returncode == 0
+    events.write_text(mappable_lines()[0] + "\n")
+    resumed = run("replay", SPEC, events, "--api-url", url, "--resume", LAGO_API_KEY=KEY)
+    assert resumed.returncode == 2
+    assert "ends before position" in resumed.stderr
+
+
+def test_the_default_checkpoint_lives_in_the_state_directory_not_beside_the_input(
+    fake: tuple[FakeLago, str], events: Path, state_home: Path
+) -> None:
+    _, url = fake
+    assert run("replay", SPEC, events, "--api-url", url, LAGO_API_KEY=KEY).returncode == 0
+    assert sorted(p.name for p in events.parent.iterdir()) == ["events.jsonl", "state"]
+    (checkpoint,) = (state_home / "lago-segment" / "checkpoints").iterdir()
+    assert checkpoint.name.startswith("events.jsonl-")
+    assert json.loads(checkpoint.read_text())["source"] == str(events)
+    assert oct(checkpoint.stat().st_mode & 0o777) == oct(0o600)
+
+
+def test_sigterm_stops_like_ctrl_c_with_a_summary_and_a_checkpoint(
+    fake: tuple[FakeLago, str], tmp_path: Path
+) -> None:
+    lago, url = fake
+    lines = mappable_lines()
+    checkpoint = tmp_path / "replay.checkpoint"
+    options = ["--api-url", url, "--checkpoint", checkpoint, "--batch-size", "1"]
+    with popen(
+        "replay", SPEC, "-", *options, "--progress",
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    ) as process:  # fmt: skip
+        assert process.stdin is not None
+        assert process.stderr is not None
+        process.stdin.write("\n".join(lines[:4]) + "\n")
+        process.stdin.flush()
+        stored = len(expected_transaction_ids(lines[:4]))
+        for message in process.stderr:
+            if message.startswith(f"progress: 4 events read, {stored} stored"):
+                break
+        process.send_signal(signal.SIGTERM)
+        rest = process.stderr.read()
+        assert process.wait(timeout=30) == 143
+    assert "4 events read" in rest
+    assert "terminated (SIGTERM)" in rest
+    assert json.loads(checkpoint.read_text())["position"] == 4
+
+    resumed = run("replay", SPEC, "-", *options, "--resume", stdin="\n".join(lines) + "\n",
+                  LAGO_API_KEY=KEY)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert "0 duplicates" in resumed.stderr
+    assert sorted(lago.stored_transaction_ids()) == expected_transaction_ids(lines)
+
+
+def test_allow_insecure_http_reaches_a_plain_http_host_by_name_with_a_warning(
+    fake: tuple[FakeLago, str], events: Path
+) -> None:
+    lago, url = fake
+    name = socket.gethostname()
+    try:
+        address = socket.gethostbyname(name)
+    except OSError:
+        pytest.skip("this machine's name does not resolve")
+    if address != "127.0.0.1":
+        pytest.skip("this machine's name is not an alias of 127.0.0.1")
+    by_name = url.replace("127.0.0.1", name)
+
+    refused = run("replay", SPEC, events, "--api-url", by_name, LAGO_API_KEY=KEY)
+    assert refused.returncode == 2
+    assert "--allow-insecure-http" in refused.stderr
+    assert "allow_insecure_http=True" not in refused.stderr
+
+    allowed = run(
+        "replay", SPEC, events, "--api-url", by_name, "--allow-insecure-http", LAGO_API_KEY=KEY
+    )
+    assert allowed.returncode == 0, allowed.stderr
+    assert "warning: sending the API key in clear text" in allowed.stderr
+    assert sorted(lago.stored_transaction_ids()) == expected_transaction_ids(mappable_lines())
+
+
+def test_a_key_with_a_trailing_newline_is_refused_without_showing_it(events: Path) -> None:
+    result = run("replay", SPEC, events, LAGO_API_KEY="sk-MARKER-123\n")
+    assert result.returncode == 2
+    assert "trailing newline" in result.stderr
+    assert "MARKER" not in result.stderr + result.stdout
+
+
+def test_the_key_never_reaches_the_dead_letter_file_or_the_output(
+    fake: tuple[FakeLago, str], events: Path, tmp_path: Path
+) -> None:
+    from lago_segment.testing import FakeLago
+
+    marker_key = "sk-live-MARKER-42"
+    lago = FakeLago(api_key=marker_key)
+    lago.script(422, 503, 503)
+    dead = tmp_path / "dead.jsonl"
+    with lago.serve() as url:
+        result = run(
+            "replay", SPEC, events, "--api-url", url, "--dead-letter", dead,
+            "--give-up-after", "0.2", "--batch-size", "2", LAGO_API_KEY=marker_key,
+        )  # fmt: skip
+    assert result.returncode == 3
+    assert dead.read_text()
+    assert "MARKER" not in result.stdout + result.stderr + dead.read_text()
+
+
+def test_the_scrubber_removes_the_key_in_any_form_an_error_may_quote_it() -> None:
+    from lago_segment.cli import scrubber
+
+    scrub = scrubber("sk-MARKER\n")
+    text = "Illegal header value b'Bearer sk-MARKER\\n' (sk-MARKER)"
+    assert "MARKER" not in scrub(text)
