@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
 
+from . import _metrics
 from ._handlers import CALL_TYPES, Handler, HandlerRetry, Settings, run_handler
 from .errors import (
     ConfigurationError,
@@ -110,6 +111,7 @@ def log_error(failure: ForwardingError) -> None:
         "" if failure.permanent else " (will retry)",
         type(failure.error).__name__,
         failure.error,
+        extra=_metrics.log_fields(failure.message_id, getattr(failure.error, "rule", None), tx),
     )
 
 
@@ -332,6 +334,7 @@ class Core:
         self.closed = False
         self._counts = dict.fromkeys(_COUNTERS, 0)
         self._lock = threading.Lock()
+        self.metrics = _metrics.for_forwarder(self)
 
     # -- handlers -------------------------------------------------------------------------
 
@@ -356,6 +359,7 @@ class Core:
         with self._lock:
             for name, delta in deltas.items():
                 self._counts[name] += delta
+        self.metrics.counted(deltas)
 
     def stats(self) -> ForwarderStats:
         """A consistent snapshot of the counters."""
@@ -471,6 +475,7 @@ class Core:
             f"{len(items)} Lago event(s) not taken"
         )
         self.count(mapped=len(items), dropped=len(items))
+        self.metrics.items("dropped", items, error)
         if self.on_full != "drop":
             raise error
         for item in items:
@@ -495,6 +500,7 @@ class Core:
     def accepted(self, items: Sequence[Item]) -> None:
         """``items`` (what :meth:`map` returned) are in the store."""
         self.count(mapped=len(items), enqueued=len(items))
+        self.metrics.items("enqueued", items)
 
     # -- the sender's side ----------------------------------------------------------------
 
@@ -533,6 +539,7 @@ class Core:
             failed=len(failures) - len(kept_ids),
             retried=retries + (1 if kept else 0),
         )
+        self.metrics.settled(None if isinstance(result, Exception) else result, failures, kept_ids)
         for item, error, _permanent in failures:
             self.report(
                 ForwardingError(

@@ -205,6 +205,7 @@ class _BaseForwarder:
         error = ForwarderClosedError("the forwarder closed before this event was delivered")
         self._core.store.ack(items)
         self._core.count(failed=len(items))
+        self._core.metrics.items("failed", items, error)
         for item in items:
             self._core.report(
                 ForwardingError(error, "delivery", item.message_id, item.event, item.source)
