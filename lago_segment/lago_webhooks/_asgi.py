@@ -39,6 +39,10 @@ class LagoWebhookASGIApp:
     def __repr__(self) -> str:
         return f"LagoWebhookASGIApp({self.endpoint!r})"
 
+    def close(self) -> None:
+        """Close the dead-letter file, if one was asked for (done at lifespan shutdown)."""
+        self.endpoint.close()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
@@ -71,6 +75,7 @@ class LagoWebhookASGIApp:
                     await _load_key(self.endpoint)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

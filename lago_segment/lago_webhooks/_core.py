@@ -641,6 +641,12 @@ class Endpoint:
         """The 413 answer."""
         return _respond(413, f"body larger than {self.max_body_bytes} bytes")
 
+    def close(self) -> None:
+        """Close the dead-letter file, if one was asked for."""
+        for callback in self.on_rejected:
+            if isinstance(callback, DeadLetterFile):
+                callback.close()
+
     def handle(self, body: bytes, headers: Mapping[str, str]) -> LagoWebhookResponse:
         """:func:`handle` with this endpoint's configuration."""
         return handle(

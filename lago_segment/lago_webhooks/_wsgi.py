@@ -37,6 +37,10 @@ class LagoWebhookWSGIApp:
     def __repr__(self) -> str:
         return f"LagoWebhookWSGIApp({self.endpoint!r})"
 
+    def close(self) -> None:
+        """Close the dead-letter file, if one was asked for (at the server's shutdown)."""
+        self.endpoint.close()
+
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         length = environ.get("CONTENT_LENGTH") or None
         response = self.endpoint.precheck(
