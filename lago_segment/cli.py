@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from . import _cli_check_lago
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -152,6 +153,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if spec is None:
         return EXIT_FAILED
     print(f"{args.spec}: ok ({_plural(len(spec.rules), 'rule')})")
+    if args.against_lago:
+        from ._cli_check_lago import check_against_lago
+
+        return check_against_lago(spec, args)
     return EXIT_OK
 
 
@@ -307,6 +312,7 @@ def _cmd_fake_lago(args: argparse.Namespace) -> int:
     # this command prints its key.
     api_key = args.api_key or f"fake-{secrets.token_hex(8)}"
     fake = FakeLago(api_key=api_key)
+    _cli_check_lago.configure_fake(fake, args)
     try:
         with fake.serve(port=args.port) as url:
             print(f"FakeLago is listening on {url} (Ctrl-C to stop)")
@@ -371,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=raw,
     )
     check.add_argument("spec", metavar="SPEC", help="the mapping spec (.toml or .json)")
+    _cli_check_lago.add_arguments(check)
     check.set_defaults(run=_cmd_check)
 
     map_ = commands.add_parser(
@@ -522,6 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY",
         help="the key the fake accepts (default: a random one; never use a real key here)",
     )
+    _cli_check_lago.add_fake_arguments(fake)
     fake.set_defaults(run=_cmd_fake_lago)
     return parser
 
