@@ -343,3 +343,16 @@ atexit.register(show)
     assert "True" in out
     assert "'lago_segment.events'" in out
     assert "'lago_segment.forwarder.queue.depth'" in out
+
+
+def test_the_production_page_lists_every_instrument_in_its_table():
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parent.parent / "docs" / "production.md"
+    rows = [
+        line.split("|")[1].strip().strip("`")
+        for line in page.read_text(encoding="utf-8").splitlines()
+        if line.startswith("| `lago_segment.")
+        and line.split("|")[2].strip().split()[0] in ("counter", "histogram", "gauge")
+    ]
+    assert rows == list(otel.INSTRUMENTS)
