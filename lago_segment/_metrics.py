@@ -13,6 +13,7 @@ counter when it collects. Only requests (one per batch) record histograms.
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
 import time
@@ -115,8 +116,16 @@ class _State:
     """Process-wide: the cumulative counts and the instruments (created on first use)."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.counts: dict[_Key, int] = {}
+        # Reentrant: a thread-end finalizer may run while this thread holds it.
+        self.lock = threading.RLock()
+        # Each distinct key has a slot; each thread adds to its own list of
+        # values, without a lock, and collection sums them. Measured on
+        # forward(): a lock and 5-tuple keys cost more than the rest of the
+        # recording together (see docs/production.md).
+        self.slots: dict[_Key, int] = {}
+        self.threads: list[list[int]] = []  # the lists of live threads
+        self.retired: list[int] = []  # what finished threads counted
+        self.local = threading.local()
         self.live: weakref.WeakSet[ForwarderMetrics] = weakref.WeakSet()
         self.available: bool | None = None  # None: not looked yet
         self.provider: MeterProvider | None = None
@@ -125,6 +134,56 @@ class _State:
 
 
 _state = _State()
+
+
+def _slot(key: _Key) -> int:
+    """The slot of ``key``, made on first use (call under the lock)."""
+    slot = _state.slots.get(key)
+    if slot is None:
+        slot = _state.slots[key] = len(_state.slots)
+    return slot
+
+
+class _ThreadCounts:
+    """Owns one thread's list; when the thread ends, its counts move to ``retired``."""
+
+    __slots__ = ("__weakref__", "values")
+
+    def __init__(self) -> None:
+        self.values: list[int] = []
+        with _state.lock:
+            _state.threads.append(self.values)
+        weakref.finalize(self, _retire, self.values)
+
+
+def _retire(values: list[int]) -> None:
+    with _state.lock:
+        _add_into(_state.retired, values)
+        _state.threads = [v for v in _state.threads if v is not values]
+
+
+def _add_into(total: list[int], values: list[int]) -> None:
+    if len(total) < len(values):
+        total.extend([0] * (len(values) - len(total)))
+    for slot, value in enumerate(values):
+        total[slot] += value
+
+
+def _values() -> list[int]:
+    """This thread's counts (only this thread writes to them)."""
+    try:
+        counts: _ThreadCounts = _state.local.counts
+    except AttributeError:
+        counts = _state.local.counts = _ThreadCounts()
+    return counts.values
+
+
+def _bump(values: list[int], slot: int, n: int) -> None:
+    try:
+        values[slot] += n
+    except IndexError:
+        values.extend([0] * (slot + 1 - len(values)))
+        values[slot] += n
 
 
 def enabled() -> bool:
@@ -199,8 +258,17 @@ def _observe_events(_options: CallbackOptions) -> Iterator[Observation]:
     from opentelemetry.metrics import Observation
 
     with _state.lock:
-        counts = list(_state.counts.items())
-    for key, value in counts:
+        total = list(_state.retired)
+        for values in _state.threads:
+            _add_into(total, values)
+        keys = list(_state.slots.items())
+    counts = {key: total[slot] for key, slot in keys if slot < len(total)}
+    # mapped == enqueued + dropped, always: derived here, so forward() adds one count, not two.
+    for (forwarder, outcome, code, _, _), value in list(counts.items()):
+        if outcome in ("enqueued", "dropped"):
+            mapped: _Key = (forwarder, "mapped", code, None, None)
+            counts[mapped] = counts.get(mapped, 0) + value
+    for key, value in counts.items():
         yield Observation(value, _attributes(key))
 
 
@@ -273,43 +341,77 @@ class _Item(Protocol):
     def event(self) -> LagoEvent: ...
 
 
+_PLAIN = frozenset(("skipped", "discarded", "rejected"))
+
+
 class ForwarderMetrics:
     """One forwarder's recorder: adds outcomes to the process-wide counts."""
 
-    __slots__ = ("__weakref__", "core", "name")
+    __slots__ = ("__weakref__", "_keys", "_name", "core")
 
     def __init__(self, core: object, name: str = "default") -> None:
         self.core = weakref.ref(core)
-        self.name = name
-        """The value of ``lago_segment.forwarder.name`` on what it records."""
+        self._name = name
+        # (outcome, code) -> the count keys to add 1 to: forward() builds no tuple
+        # once a code has been seen (measured: see docs/production.md).
+        self._keys: dict[tuple[str, str], tuple[int, ...]] = {}
         _state.live.add(self)
 
+    @property
+    def name(self) -> str:
+        """The value of ``lago_segment.forwarder.name`` on what it records."""
+        return self._name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = value
+        self._keys = {}
+
     def _add(self, pairs: Iterable[tuple[_Key, int]]) -> None:
-        counts = _state.counts
+        values = _values()
         with _state.lock:
-            for key, n in pairs:
-                counts[key] = counts.get(key, 0) + n
+            slots = [(_slot(key), n) for key, n in pairs]
+        for slot, n in slots:
+            _bump(values, slot, n)
 
     def counted(self, deltas: Mapping[str, int]) -> None:
         """The forwarder's code-less counters: skipped, discarded and rejected Segment events."""
-        pairs = [
-            ((self.name, outcome, None, None, None), n)
-            for outcome, n in deltas.items()
-            if n and outcome in ("skipped", "discarded", "rejected")
-        ]
-        if pairs:
-            self._add(pairs)
+        if _PLAIN.isdisjoint(deltas):  # the usual case on forward(): received, mapped...
+            return
+        for outcome in _PLAIN:
+            n = deltas.get(outcome)
+            if n:
+                self._add((((self._name, outcome, None, None, None), n),))
+
+    def _keys_for(self, outcome: str, code: str) -> tuple[int, ...]:
+        """The slots of ``outcome`` for ``code``, remembered."""
+        keys: list[_Key] = [(self._name, outcome, code, None, None)]
+        with _state.lock:
+            slots = tuple(_slot(key) for key in keys)
+        self._keys[(outcome, code)] = slots
+        return slots
 
     def items(
         self, outcome: str, items: Sequence[_Item], error: BaseException | None = None
     ) -> None:
-        """``items`` ended as ``outcome``; enqueued and dropped ones also count as mapped."""
-        name = self.name
-        error_type, lago_code = _error_codes(error) if error is not None else (None, None)
-        pairs = [((name, outcome, i.event.code, error_type, lago_code), 1) for i in items]
-        if outcome in ("enqueued", "dropped"):
-            pairs += [((name, "mapped", i.event.code, None, None), 1) for i in items]
-        self._add(pairs)
+        """``items`` ended as ``outcome`` (enqueued and dropped ones are mapped, too)."""
+        if error is not None:
+            error_type, lago_code = _error_codes(error)
+            name = self._name
+            pairs: list[tuple[_Key, int]] = [
+                ((name, outcome, i.event.code, error_type, lago_code), 1) for i in items
+            ]
+            self._add(pairs)
+            return
+        cache = self._keys
+        values = _values()
+        for item in items:
+            code = item.event.code
+            for slot in cache.get((outcome, code)) or self._keys_for(outcome, code):
+                try:
+                    values[slot] += 1
+                except IndexError:
+                    _bump(values, slot, 1)
 
     def settled(
         self,
@@ -321,11 +423,15 @@ class ForwarderMetrics:
 
         ``kept`` holds the ``id()`` of the failed items a spool keeps for another try.
         """
-        name = self.name
+        name = self._name
         pairs: list[tuple[_Key, int]] = []
         if result is not None:
-            pairs += [((name, "delivered", e.code, None, None), 1) for e in result.delivered]
-            pairs += [((name, "duplicate", e.code, None, None), 1) for e in result.duplicates]
+            for outcome, events in (
+                ("delivered", result.delivered),
+                ("duplicate", result.duplicates),
+            ):
+                by_code = collections.Counter(e.code for e in events)
+                pairs += [((name, outcome, c, None, None), n) for c, n in by_code.items()]
         for item, error, _ in failures:
             outcome = "retried" if id(item) in kept else "failed"
             pairs.append(((name, outcome, item.event.code, *_error_codes(error)), 1))
@@ -387,10 +493,11 @@ def retried(events: Sequence[LagoEvent], tries: int) -> None:
     """The client sent a request again ``tries`` times: its events count as retried."""
     if not tries or not enabled():
         return
+    values = _values()
     with _state.lock:
-        for event in events:
-            key: _Key = ("", "retried", event.code, None, None)
-            _state.counts[key] = _state.counts.get(key, 0) + tries
+        slots = [_slot(("", "retried", event.code, None, None)) for event in events]
+    for slot in slots:
+        _bump(values, slot, tries)
 
 
 def log_fields(
@@ -402,8 +509,10 @@ def log_fields(
 
 def _reset_in_child() -> None:
     # A forked child starts from zero: its exporter reports a new process.
-    _state.lock = threading.Lock()
-    _state.counts = {}
+    _state.lock = threading.RLock()
+    _state.threads = []
+    _state.retired = []
+    _state.local = threading.local()
 
 
 if hasattr(os, "register_at_fork"):

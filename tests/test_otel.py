@@ -356,3 +356,25 @@ def test_the_production_page_lists_every_instrument_in_its_table():
         and line.split("|")[2].strip().split()[0] in ("counter", "histogram", "gauge")
     ]
     assert rows == list(otel.INSTRUMENTS)
+
+
+def test_counts_from_many_threads_add_up_and_outlive_their_threads(reader):
+    sender = FakeSender()
+    forwarder = make_forwarder("threads", sender)
+    threads = [
+        threading.Thread(
+            target=lambda k=k: [forwarder.forward(track(k * 1000 + n)) for n in range(200)]
+        )
+        for k in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    del threads, thread  # the threads' own counts are now retired
+    forwarder.close(5)
+    counts = events_by(reader, "threads")
+    assert counts[("enqueued", "api_calls", None, None)] == 800
+    assert counts[("delivered", "api_calls", None, None)] == 800
+    # Collected again: cumulative, unchanged.
+    assert events_by(reader, "threads") == counts
