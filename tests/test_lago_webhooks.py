@@ -362,3 +362,19 @@ def test_replay_sends_the_dead_letter_records_that_carry_a_lago_event(tmp_path):
         )
     assert done.returncode == 0, done.stderr
     assert fake.stored_transaction_ids() == ["m2"]
+
+
+def test_the_apps_never_show_the_hmac_key(tmp_path):
+    from lago_segment.lago_webhooks import asgi_app, wsgi_app
+
+    for build in (asgi_app, wsgi_app):
+        app = build(print, hmac_key=HMAC_KEY)
+        assert HMAC_KEY not in repr(app)
+        assert "'***'" in repr(app)
+
+
+def test_an_app_needs_somewhere_to_report():
+    from lago_segment.lago_webhooks import asgi_app
+
+    with pytest.raises(ConfigurationError, match="on_rejected or dead_letter"):
+        asgi_app(hmac_key=HMAC_KEY)

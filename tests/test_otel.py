@@ -378,3 +378,25 @@ def test_counts_from_many_threads_add_up_and_outlive_their_threads(reader):
     assert counts[("delivered", "api_calls", None, None)] == 800
     # Collected again: cumulative, unchanged.
     assert events_by(reader, "threads") == counts
+
+
+async def test_the_async_forwarder_records_the_same_outcomes(reader):
+    from lago_segment.forwarder import AsyncForwarder
+
+    class AsyncSender:
+        async def send_batch(self, events):
+            from lago_segment.client import BatchResult
+
+            return BatchResult(delivered=tuple(events))
+
+    forwarder = AsyncForwarder(AsyncSender(), spec=TinySpec())
+    otel.name_forwarder(forwarder, "async")
+    forwarder.forward(track(1))
+    forwarder.forward({"type": "identify", "userId": "u1", "messageId": "i1"})
+    await forwarder.aclose()
+    assert events_by(reader, "async") == {
+        ("mapped", "api_calls", None, None): 1,
+        ("enqueued", "api_calls", None, None): 1,
+        ("delivered", "api_calls", None, None): 1,
+        ("skipped", None, None, None): 1,
+    }
