@@ -131,6 +131,9 @@ class _State:
         self.provider: MeterProvider | None = None
         self.duration: Histogram | None = None
         self.batch_size: Histogram | None = None
+        # The histograms made on each provider (None: the global one): instruments
+        # are created once per provider, whatever use_meter_provider is called with.
+        self.made: dict[MeterProvider | None, tuple[Histogram, Histogram]] = {}
 
 
 _state = _State()
@@ -219,6 +222,10 @@ def _create_instruments() -> None:
 
     from lago_segment._version import __version__
 
+    made = _state.made.get(_state.provider)
+    if made is not None:
+        _state.duration, _state.batch_size = made
+        return
     if _state.provider is None:
         meter = metrics.get_meter(METER_NAME, __version__)
     else:
@@ -241,6 +248,7 @@ def _create_instruments() -> None:
         (IN_FLIGHT, _observe_in_flight),
     ):
         meter.create_observable_gauge(name, [callback], unit(name), text(name))
+    _state.made[_state.provider] = (_state.duration, _state.batch_size)
 
 
 def _attributes(key: _Key) -> dict[str, str]:

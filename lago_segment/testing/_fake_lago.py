@@ -102,6 +102,13 @@ class FakeLago:
     a normal answer, an ``int`` for that status), :meth:`fail_randomly` injects
     them at random with a seed. What was stored is in :attr:`events`.
     The fake is thread-safe.
+
+    It also plays Lago's later part: :meth:`add_billable_metric` configures
+    the metrics ``GET /api/v1/billable_metrics`` lists (paginated),
+    :meth:`post_validate` finds what Lago's hourly ``events.errors`` would
+    report, and :meth:`send_events_errors` POSTs that webhook, signed (``hmac``
+    with :attr:`webhook_hmac_key`, or ``jwt`` with the key served at
+    ``GET /api/v1/webhooks/json_public_key``; jwt needs ``cryptography``).
     """
 
     url = "https://fake-lago.test"
