@@ -154,9 +154,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     print(f"{args.spec}: ok ({_plural(len(spec.rules), 'rule')})")
     if args.against_lago:
-        from ._cli_check_lago import check_against_lago
-
-        return check_against_lago(spec, args)
+        return _cli_check_lago.check_against_lago(spec, args)
     return EXIT_OK
 
 
