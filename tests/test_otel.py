@@ -308,13 +308,14 @@ def test_without_the_extra_nothing_is_imported_and_forwarding_works():
     assert run_script("sys.modules['opentelemetry'] = None") == "False []"
 
 
-def test_importing_lago_segment_never_imports_opentelemetry():
+def test_importing_lago_segment_never_imports_opentelemetry_or_cryptography():
     out = subprocess.run(
         [
             sys.executable,
             "-c",
-            "import sys, lago_segment, lago_segment.otel, lago_segment.forwarder;"
-            "print([m for m in sys.modules if m.startswith('opentelemetry')])",
+            "import sys, lago_segment, lago_segment.otel, lago_segment.forwarder,"
+            " lago_segment.lago_webhooks;"
+            "print([m for m in sys.modules if m.startswith(('opentelemetry', 'cryptography'))])",
         ],
         capture_output=True,
         text=True,
