@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import attrs
 import httpx
 
+from . import _metrics
 from ._results import BatchResult, DeliveryFailure
 from ._version import __version__
 from .errors import (
@@ -458,7 +459,9 @@ class ClientCore:
         attempt = 0
         while True:
             attempt += 1
+            started = _metrics.request_started()
             reply = yield call
+            _metrics.request_finished(started, call.path, reply)
             hint: float | None = None
             if isinstance(reply, httpx.Response):
                 self._report_rate_limit(reply)
@@ -530,8 +533,10 @@ class ClientCore:
         for batch in plan_batches(events, self.max_batch_size, self.max_batch_bytes):
             pending, dicts, body = list(batch.events), list(batch.dicts), batch.body
             while pending:
+                _metrics.batch_sent(BATCH_PATH, len(pending))
                 outcome, tries = yield from self.call(Call(BATCH_PATH, body))
                 retries += tries
+                _metrics.retried(pending, tries)
                 if isinstance(outcome, LagoTransportError):
                     failed.extend(DeliveryFailure(e, outcome, permanent=False) for e in pending)
                     break
@@ -562,7 +567,12 @@ class ClientCore:
                         duplicates.append(event)
                     else:
                         failure = _event_error(error, details)
-                        logger.warning("event %s rejected: %s", event.transaction_id, failure)
+                        logger.warning(
+                            "event %s rejected: %s",
+                            event.transaction_id,
+                            failure,
+                            extra=_metrics.log_fields(None, None, event.transaction_id),
+                        )
                         failed.append(DeliveryFailure(event, failure, permanent=True))
                 pending, dicts = kept, kept_dicts
                 if pending:

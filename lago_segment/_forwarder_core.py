@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 import attrs
 import httpx
 
+from . import _metrics
 from ._core import Call, Flow, Wait, is_testing, server_wait
 from ._handlers import CALL_TYPES, Handler, HandlerRetry, Settings, handler_flow
 from ._results import BatchResult
@@ -128,6 +129,7 @@ def log_error(failure: ForwardingError) -> None:
         "" if failure.permanent else " (will retry)",
         type(failure.error).__name__,
         failure.error,
+        extra=_metrics.log_fields(failure.message_id, getattr(failure.error, "rule", None), tx),
     )
 
 
@@ -417,6 +419,7 @@ class Core:
         """Whether a 429 pauses the senders at all (see :meth:`pause`)."""
         self._counts = dict.fromkeys(_COUNTERS, 0)
         self._lock = threading.Lock()
+        self.metrics = _metrics.for_forwarder(self)
         self._reset_senders()
 
     def _reset_senders(self) -> None:
@@ -463,6 +466,7 @@ class Core:
         with self._lock:
             for name, delta in deltas.items():
                 self._counts[name] += delta
+        self.metrics.counted(deltas)
 
     def stats(self) -> ForwarderStats:
         """A consistent snapshot of the counters."""
@@ -604,6 +608,7 @@ class Core:
                 f"{len(items)} Lago event(s) not taken"
             )
         self.count(mapped=len(items), dropped=len(items))
+        self.metrics.items("dropped", items, error)
         if self.on_full != "drop" and can_raise:
             raise error
         for item in items:
@@ -625,9 +630,15 @@ class Core:
             return deadline - now
         return self.store.retry_delay() or interval
 
+    @property
+    def batches_in_flight(self) -> int:
+        """How many batches the senders have taken and not yet settled."""
+        return len(self._flying)
+
     def accepted(self, items: Sequence[Item]) -> None:
         """``items`` (what :meth:`map` returned) are in the store."""
         self.count(mapped=len(items), enqueued=len(items))
+        self.metrics.items("enqueued", items)
 
     def wants_wakeup(self) -> bool:
         """Whether a shell should wake its idle senders now: a full batch is waiting."""
@@ -824,6 +835,7 @@ class Core:
             failed=len(failures) - len(kept_ids),
             retried=retries + (1 if kept else 0),
         )
+        self.metrics.settled(None if isinstance(result, Exception) else result, failures, kept_ids)
         for item, error, _permanent in failures:
             self.report(
                 ForwardingError(
@@ -843,6 +855,7 @@ class Core:
             return
         self.store.ack(items)
         self.count(failed=len(items))
+        self.metrics.items("failed", items, error)
         for item in items:
             self.report(
                 ForwardingError(error, "delivery", item.message_id, item.event, item.source)

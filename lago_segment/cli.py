@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import _cli_check_lago
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -178,6 +179,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if getattr(args, "format", None) is not None:
         return _print_normalized(spec, args.format, args.spec)
     print(f"{args.spec}: ok ({_plural(len(spec.rules), 'rule')})")
+    if args.against_lago:
+        return _cli_check_lago.check_against_lago(spec, args)
     return EXIT_OK
 
 
@@ -720,6 +723,7 @@ def _cmd_fake_lago(args: argparse.Namespace) -> int:
     # this command prints its key.
     api_key = args.api_key or f"fake-{secrets.token_hex(8)}"
     fake = FakeLago(api_key=api_key)
+    _cli_check_lago.configure_fake(fake, args)
     try:
         with _Signals(), fake.serve(port=args.port) as url:  # SIGTERM stops it like Ctrl-C
             print(f"FakeLago is listening on {url} (Ctrl-C to stop)")
@@ -799,6 +803,7 @@ def _add_check(commands: _Commands) -> None:
         choices=("toml", "json"),
         help="print the normalized spec in this format instead (it loads back to an equal spec)",
     )
+    _cli_check_lago.add_arguments(check)
     check.set_defaults(run=_cmd_check)
 
 
@@ -984,6 +989,7 @@ def _add_fake_lago(commands: _Commands) -> None:
         metavar="KEY",
         help="the key the fake accepts (default: a random one; never use a real key here)",
     )
+    _cli_check_lago.add_fake_arguments(fake)
     fake.set_defaults(run=_cmd_fake_lago)
 
 

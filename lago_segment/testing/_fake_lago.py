@@ -23,6 +23,7 @@ import attrs
 import httpx
 
 from lago_segment.errors import ConfigurationError
+from lago_segment.testing import _fake_lago_webhooks as _lago_webhooks
 
 __all__ = ["FakeLago", "Fault"]
 
@@ -102,6 +103,13 @@ class FakeLago:
     a normal answer, an ``int`` for that status), :meth:`fail_randomly` injects
     them at random with a seed. What was stored is in :attr:`events`.
     The fake is thread-safe.
+
+    It also plays Lago's later part: :meth:`add_billable_metric` configures
+    the metrics ``GET /api/v1/billable_metrics`` lists (paginated),
+    :meth:`post_validate` finds what Lago's hourly ``events.errors`` would
+    report, and :meth:`send_events_errors` POSTs that webhook, signed (``hmac``
+    with :attr:`webhook_hmac_key`, or ``jwt`` with the key served at
+    ``GET /api/v1/webhooks/json_public_key``; jwt needs ``cryptography``).
     """
 
     url = "https://fake-lago.test"
@@ -131,6 +139,13 @@ class FakeLago:
         self._requests = 0
         self._faults: list[Fault | int] = []
         self._stopping = threading.Event()
+        self.billable_metrics: list[dict[str, Any]] = []
+        """Billable metrics (Lago's JSON shape) served by ``GET /api/v1/billable_metrics``
+        and used by :meth:`post_validate`; :meth:`add_billable_metric` appends one."""
+        self.webhook_hmac_key = str(uuid.uuid4())
+        """The organization's HMAC Signature Token: :meth:`send_webhook` signs with it."""
+        self._rsa_key: Any = None
+        self._reported: set[str] = set()
 
     def __repr__(self) -> str:
         return f"FakeLago(events={len(self._events)}, requests={self._requests})"
@@ -165,10 +180,92 @@ class FakeLago:
         with self._lock:
             self._events.clear()
             self._keys.clear()
+            self._reported.clear()
             self._script.clear()
             self._rng = None
             self._requests = 0
             self._faults.clear()
+
+    # -- billable metrics and Lago's webhooks ---------------------------------
+
+    def add_billable_metric(
+        self,
+        code: str,
+        aggregation_type: str = "count_agg",
+        *,
+        field_name: str | None = None,
+        filters: Mapping[str, Iterable[str]] | None = None,
+    ) -> dict[str, Any]:
+        """Configure one billable metric (as Lago renders it) and return it.
+
+        ``filters`` maps each filter key to the values the metric accepts.
+        """
+        metric = _lago_webhooks.billable_metric(code, aggregation_type, field_name, filters)
+        with self._lock:
+            self.billable_metrics.append(metric)
+        return metric
+
+    def post_validate(self) -> dict[str, list[str]]:
+        """Lago's hourly post-validation of the stored events not reported yet.
+
+        Returns the ``events_errors`` lists (``invalid_code``,
+        ``missing_aggregation_property``, ``invalid_filter_values``) and marks
+        their events reported, as Lago does for each past hour.
+        """
+        with self._lock:
+            events = [e for e in self._events if e["transaction_id"] not in self._reported]
+            metrics = list(self.billable_metrics)
+        errors = _lago_webhooks.post_validate(events, metrics)
+        with self._lock:
+            self._reported.update(e["transaction_id"] for e in events)
+        return errors
+
+    def send_events_errors(
+        self, url: str, *, algorithm: str = "hmac", unique_key: str | None = None
+    ) -> httpx.Response | None:
+        """Post-validate (see :meth:`post_validate`) and POST a signed ``events.errors``
+        webhook to ``url``; None when every list is empty (Lago sends nothing then)."""
+        errors = self.post_validate()
+        if not any(errors.values()):
+            return None
+        payload = {
+            "webhook_type": "events.errors",
+            "object_type": "events_errors",
+            "organization_id": "fake-organization",
+            "events_errors": {
+                "invalid_code": errors["invalid_code"],
+                "missing_aggregation_property": errors["missing_aggregation_property"],
+                "missing_group_key": None,
+                "invalid_filter_values": errors["invalid_filter_values"],
+            },
+        }
+        return self.send_webhook(url, payload, algorithm=algorithm, unique_key=unique_key)
+
+    def send_webhook(
+        self,
+        url: str,
+        payload: Mapping[str, Any],
+        *,
+        algorithm: str = "hmac",
+        unique_key: str | None = None,
+        issuer: str | None = None,
+    ) -> httpx.Response:
+        """POST ``payload`` to ``url`` as Lago sends a webhook, signed in ``algorithm``
+        (``hmac`` or ``jwt``) with ``X-Lago-Unique-Key`` (a new UUID unless given)."""
+        body = json.dumps(payload).encode()
+        signature = _lago_webhooks.sign(self, body, algorithm, issuer or self.url)
+        headers = {
+            "Content-Type": "application/json",
+            "X-Lago-Signature": signature,
+            "X-Lago-Signature-Algorithm": algorithm,
+            "X-Lago-Unique-Key": unique_key or str(uuid.uuid4()),
+        }
+        return httpx.post(url, content=body, headers=headers, timeout=30)
+
+    @property
+    def webhook_public_key(self) -> str:
+        """Base64 of the PEM of the key jwt webhooks are signed with, as Lago serves it."""
+        return _lago_webhooks.public_key_b64(self)
 
     # -- fault injection ----------------------------------------------------
 
@@ -241,6 +338,9 @@ class FakeLago:
         auth = {k.lower(): v for k, v in headers.items()}.get("authorization", "")
         if auth != f"Bearer {self._api_key}":
             return _error(401, "Unauthorized")
+        path, _, query = path.partition("?")
+        if method == "GET":
+            return _lago_webhooks.get(self, path.rstrip("/"), query)
         route = {
             "/api/v1/events": self._create,
             "/api/v1/events/batch": self._batch,
@@ -363,7 +463,10 @@ class FakeLago:
 
     def _handle_httpx(self, request: httpx.Request) -> httpx.Response:
         outcome = self.handle(
-            request.method, request.url.path, dict(request.headers), request.content
+            request.method,
+            request.url.raw_path.decode("ascii"),
+            dict(request.headers),
+            request.content,
         )
         if outcome.fault is Fault.TIMEOUT:
             raise httpx.ReadTimeout("FakeLago: injected timeout", request=request)
@@ -398,7 +501,7 @@ class FakeLago:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
-                outcome = fake.handle("POST", self.path, dict(self.headers), body)
+                outcome = fake.handle(self.command, self.path, dict(self.headers), body)
                 if outcome.fault is not None:
                     if outcome.fault is Fault.TIMEOUT:
                         fake._stopping.wait(fake.timeout_delay)
