@@ -251,3 +251,83 @@ def test_the_scrubber_removes_the_key_in_any_form_an_error_may_quote_it() -> Non
     scrub = scrubber("sk-MARKER\n")
     text = "Illegal header value b'Bearer sk-MARKER\\n' (sk-MARKER)"
     assert "MARKER" not in scrub(text)
+
+
+class _OverlapServer:
+    """A Lago stand-in that answers a request only once another one is in flight.
+
+    The first request is answered alone (replay sends one batch before going
+    wide); every later one waits until two requests have overlapped at least
+    once, else answers 503 after a few seconds, which stops the run.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self.cond = threading.Condition()
+        self.requests = 0
+        self.active = 0
+        self.peak = 0
+        self.stored: list[str] = []
+
+    def handler(self) -> type:
+        from http.server import BaseHTTPRequestHandler
+
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server.cond:
+                    server.requests += 1
+                    first = server.requests == 1
+                    server.active += 1
+                    server.peak = max(server.peak, server.active)
+                    server.cond.notify_all()
+                    overlapped = first or server.cond.wait_for(lambda: server.peak >= 2, 5)
+                status = 200 if overlapped else 503
+                if overlapped:
+                    with server.cond:
+                        server.stored += [e["transaction_id"] for e in body["events"]]
+                answer = json.dumps({"events": body["events"]}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+                with server.cond:
+                    server.active -= 1
+
+
+def test_max_in_flight_sends_batches_at_once_and_stores_each_event_once(
+    events: Path, tmp_path: Path
+) -> None:
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    lago = _OverlapServer()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), lago.handler())
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        options = ["--api-url", url, "--batch-size", "1", "--max-in-flight", "3"]
+        done = run("replay", SPEC, events, *options, LAGO_API_KEY=KEY)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+    assert done.returncode == 0, done.stderr
+    assert lago.peak >= 2  # batches really overlapped
+    assert sorted(lago.stored) == expected_transaction_ids(mappable_lines())
+
+
+def test_max_in_flight_below_one_is_a_usage_error(events: Path) -> None:
+    done = run("replay", SPEC, events, "--max-in-flight", "0", LAGO_API_KEY=KEY)
+    assert done.returncode == 2
+    assert "--max-in-flight" in done.stderr
