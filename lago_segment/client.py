@@ -15,9 +15,12 @@ behave identically.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
@@ -133,8 +136,10 @@ class _DeadlineStream(httpcore.NetworkStream):
     # httpcore's timeouts are per socket operation: a server trickling one byte
     # per second never trips them. Capping each operation at what is left of
     # the request's deadline bounds the whole exchange, headers included.
-    def __init__(self, stream: httpcore.NetworkStream) -> None:
+    def __init__(self, stream: httpcore.NetworkStream, backend: _DeadlineBackend) -> None:
         self._stream = stream
+        self._backend = backend
+        backend.streams.add(self)
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return self._stream.read(max_bytes, _left(timeout, "read"))
@@ -152,7 +157,7 @@ class _DeadlineStream(httpcore.NetworkStream):
         timeout: float | None = None,
     ) -> httpcore.NetworkStream:
         inner = self._stream.start_tls(ssl_context, server_hostname, _left(timeout, "connect"))
-        return _DeadlineStream(inner)
+        return _DeadlineStream(inner, self._backend)
 
     def get_extra_info(self, info: str) -> Any:
         return self._stream.get_extra_info(info)
@@ -161,6 +166,18 @@ class _DeadlineStream(httpcore.NetworkStream):
 class _DeadlineBackend(httpcore.NetworkBackend):
     def __init__(self, backend: httpcore.NetworkBackend) -> None:
         self._backend = backend
+        self.streams: weakref.WeakSet[_DeadlineStream] = weakref.WeakSet()
+
+    def abort(self) -> None:
+        """Shut every open socket down: a read blocked in another thread ends now.
+
+        (Closing a socket does not wake a thread blocked reading it; shutting
+        it down does.)
+        """
+        for stream in list(self.streams):
+            sock = stream.get_extra_info("socket")
+            with contextlib.suppress(OSError, AttributeError):  # already closed
+                sock.shutdown(socket.SHUT_RDWR)
 
     def connect_tcp(
         self,
@@ -173,23 +190,24 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         stream = self._backend.connect_tcp(
             host, port, _left(timeout, "connect"), local_address, socket_options
         )
-        return _DeadlineStream(stream)
+        return _DeadlineStream(stream, self)
 
     def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
     ) -> httpcore.NetworkStream:
         stream = self._backend.connect_unix_socket(path, _left(timeout, "connect"), socket_options)
-        return _DeadlineStream(stream)
+        return _DeadlineStream(stream, self)
 
     def sleep(self, seconds: float) -> None:
         self._backend.sleep(seconds)
 
 
-def _bound_sockets(http: httpx.Client) -> None:
+def _bound_sockets(http: httpx.Client) -> list[_DeadlineBackend]:
     # httpx has no public way to give its pool a network backend: reach the
     # pools of the client's own transports. If httpx changes, the deadline
     # still holds between reads (BodyReader), only less tightly.
     transports = [getattr(http, "_transport", None), *getattr(http, "_mounts", {}).values()]
+    backends = []
     for transport in transports:
         pool = getattr(transport, "_pool", None)
         backend = getattr(pool, "_network_backend", None)
@@ -197,6 +215,8 @@ def _bound_sockets(http: httpx.Client) -> None:
             backend, _DeadlineBackend
         ):
             pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
+            backends.append(pool._network_backend)  # type: ignore[union-attr]
+    return backends
 
 
 def _exchange_bound(timeout: httpx.Timeout) -> float | None:
@@ -375,9 +395,10 @@ class LagoClient(_BaseClient):
             proxy=proxy,
             http_client=http_client,
         )
+        self._backends: list[_DeadlineBackend] = []
         if http_client is None:
             http_client = httpx.Client(**self._pool_options())
-            _bound_sockets(http_client)
+            self._backends = _bound_sockets(http_client)
         self._http = http_client
         self._closing = threading.Event()
 
@@ -459,6 +480,8 @@ class LagoClient(_BaseClient):
         self._closed = True
         self._closing.set()
         if self._owns_http:
+            for backend in self._backends:
+                backend.abort()  # requests in flight in other threads end now
             self._http.close()
 
     def __enter__(self) -> LagoClient:
