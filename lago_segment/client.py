@@ -399,6 +399,10 @@ class LagoClient(_BaseClient):
         if http_client is None:
             http_client = httpx.Client(**self._pool_options())
             self._backends = _bound_sockets(http_client)
+        else:
+            # Harmless for the user's own requests: the cap only applies while
+            # one of ours runs. Their sockets are theirs to close, though.
+            _bound_sockets(http_client)
         self._http = http_client
         self._closing = threading.Event()
 

@@ -30,12 +30,16 @@ def trickled_headers(conn: socket.socket, server: RawServer) -> None:
     server.trickle(conn, b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100_000)
 
 
+@pytest.mark.parametrize("pool", ["own", "users"])
 @pytest.mark.parametrize("handler", [trickled_body, trickled_headers])
 async def test_timeout_bounds_the_whole_exchange_however_slowly_the_server_trickles(
-    lago: Runner, handler: object
+    lago: Runner, handler: object, pool: str
 ) -> None:
     with RawServer(handler) as server:  # type: ignore[arg-type]
-        client = lago.client(api_url=server.url, timeout=0.5, retry=RetryPolicy(attempts=1))
+        options: dict[str, object] = {"http_client": lago.http_client()} if pool == "users" else {}
+        client = lago.client(
+            api_url=server.url, timeout=0.5, retry=RetryPolicy(attempts=1), **options
+        )
         with pytest.raises(LagoTimeoutError):
             await lago.run(client.send, make_event())
         # The client hung up while the server still had ~100000 bytes to send.
