@@ -1,9 +1,11 @@
 """The I/O-free core of the Lago clients: batching, retries, response classification.
 
 Each operation is a generator *flow* (the shape of httpx's ``_auth.py``): it
-yields a :class:`Call` (POST this body to this path) or a :class:`Wait` (sleep
-this long) and is sent back the :class:`httpx.Response` or the
-:class:`httpx.TransportError` the call ended with. A 15-line sync driver and a
+yields a :class:`Call` (POST this body to this path, within this time) or a
+:class:`Wait` (sleep this long) and is sent back the :class:`httpx.Response` or
+the transport error the call ended with (httpx's, or the shell's own
+:class:`~lago_segment.errors.LagoTransportError` when it cut the exchange off);
+a :class:`~lago_segment.errors.ClientClosedError` is thrown into it. A 15-line sync driver and a
 15-line async driver in :mod:`lago_segment.client` run the same flows, so the
 two clients cannot drift apart, and every decision here is testable with plain
 function calls.
@@ -125,7 +127,8 @@ class RetryPolicy:
     attempts: int = attrs.field(default=10, validator=_positive("attempts", allow_zero=False))
     """How many times a request is sent at most (1 means no retry)."""
     timeout: float | None = attrs.field(default=45.0, validator=_positive("timeout"))
-    """Overall deadline in seconds for one request and all its retries (None: none)."""
+    """Overall deadline in seconds for one request and all its retries, waits included
+    (None: none). The last attempt is given only what is left of it."""
     wait_initial: float = attrs.field(default=0.1, validator=_positive("wait_initial"))
     """The first backoff wait, in seconds; it doubles on each retry."""
     wait_max: float = attrs.field(default=5.0, validator=_positive("wait_max"))

@@ -46,7 +46,13 @@ from ._core import (
     safe_url,
 )
 from ._results import BatchResult, DeliveryFailure
-from .errors import ClientClosedError, ConfigurationError, LagoTimeoutError, LagoTransportError
+from .errors import (
+    ClientClosedError,
+    ConfigurationError,
+    LagoConnectionError,
+    LagoTimeoutError,
+    LagoTransportError,
+)
 from .lago import LagoEvent, PropertyValue
 
 __all__ = [
@@ -314,6 +320,16 @@ class _BaseClient:
         if http.is_closed:
             raise ClientClosedError(f"the http_client of this {type(self).__name__} is closed")
 
+    def _scrubbed(self, exc: Exception) -> Exception:
+        # Whatever a transport raises, its message must not carry a secret out
+        # (httpx's own errors are wrapped, and scrubbed, by the core).
+        redact = self._core.redact
+        if isinstance(exc, (httpx.TransportError, LagoTransportError)) or redact.chain_is_clean(
+            exc
+        ):
+            return exc
+        return LagoConnectionError(redact(f"{type(exc).__name__}: {exc}"))
+
     @property
     def api_url(self) -> str:
         """The Lago origin this client posts to (without ``/api/v1``; userinfo masked)."""
@@ -427,11 +443,14 @@ class LagoClient(_BaseClient):
             finally:
                 response.close()
             return reader.response()
-        except Exception:
+        except Exception as exc:
             # close() from another thread ends the request any which way:
             # that is not a delivery failure.
             self._check_open(self._http)
-            raise
+            scrubbed = self._scrubbed(exc)
+            if scrubbed is exc:
+                raise
+            raise scrubbed from None
         finally:
             _deadline.reset(token)
 
@@ -557,9 +576,12 @@ class AsyncLagoClient(_BaseClient):
         budget = self._budget(call)
         try:
             response: httpx.Response = await _within(budget, self._exchange(call, budget))
-        except Exception:
+        except Exception as exc:
             self._check_open(self._http)
-            raise
+            scrubbed = self._scrubbed(exc)
+            if scrubbed is exc:
+                raise
+            raise scrubbed from None
         return response
 
     async def _exchange(self, call: Call, budget: float | None) -> httpx.Response:

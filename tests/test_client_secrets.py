@@ -39,12 +39,12 @@ def test_a_key_that_cannot_be_a_header_value_is_refused_without_quoting_it(
     assert API_KEY[:5] not in "".join(traceback.format_exception(caught.value))
 
 
-def leaky_transport() -> httpx.MockTransport:
+def leaky_transport(error: type[Exception]) -> httpx.MockTransport:
     """A transport failing the way h11 does on an illegal header: quoting it whole."""
 
     def fail(request: httpx.Request) -> httpx.Response:
         header = request.headers["authorization"]
-        raise httpx.LocalProtocolError(f"Illegal header value b'{header}\\n'", request=request)
+        raise error(f"Illegal header value b'{header}\\n'")
 
     return httpx.MockTransport(fail)
 
@@ -53,11 +53,12 @@ def traceback_text(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
+@pytest.mark.parametrize("error", [httpx.LocalProtocolError, RuntimeError])
 async def test_a_transport_message_quoting_the_key_is_scrubbed_everywhere(
-    lago: Runner, caplog: pytest.LogCaptureFixture
+    lago: Runner, caplog: pytest.LogCaptureFixture, error: type[Exception]
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="lago_segment")
-    http = lago.http_client(transport=leaky_transport())
+    http = lago.http_client(transport=leaky_transport(error))
     client = lago.client(http_client=http, retry=RetryPolicy(attempts=2, sleep=lambda s: None))
     with pytest.raises(LagoConnectionError) as caught:
         await lago.run(client.send, make_event())
