@@ -361,8 +361,15 @@ class BodyReader:
         self._size = 0
         self._response = response
         announced = response.headers.get("content-length", "")
-        if announced.isascii() and announced.isdigit() and int(announced) > limit:
-            raise self._too_large(f"announces {int(announced)} bytes")
+        length = int(announced) if announced.isascii() and announced.isdigit() else None
+        if length is not None and length > limit:
+            raise self._too_large(f"announces {length} bytes")
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        self.fits = length is not None and encoding in ("", "identity")
+        """True when the body is known to fit: announced within the limit, and
+        not compressed. HTTP framing then stops the read at ``Content-Length``,
+        so the shell may read it at once (``response.read()``, cheaper than
+        collecting chunks)."""
 
     def _too_large(self, what: str) -> LagoResponseTooLargeError:
         return LagoResponseTooLargeError(

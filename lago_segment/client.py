@@ -220,8 +220,9 @@ def _bound_sockets(http: httpx.Client) -> list[_DeadlineBackend]:
         if isinstance(backend, httpcore.NetworkBackend) and not isinstance(
             backend, _DeadlineBackend
         ):
-            pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
-            backends.append(pool._network_backend)  # type: ignore[union-attr]
+            backend = pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
+        if isinstance(backend, _DeadlineBackend):
+            backends.append(backend)
     return backends
 
 
@@ -415,10 +416,11 @@ class LagoClient(_BaseClient):
         if http_client is None:
             http_client = httpx.Client(**self._pool_options())
             self._backends = _bound_sockets(http_client)
+            self._sockets_bounded = bool(self._backends)
         else:
             # Harmless for the user's own requests: the cap only applies while
             # one of ours runs. Their sockets are theirs to close, though.
-            _bound_sockets(http_client)
+            self._sockets_bounded = bool(_bound_sockets(http_client))
         self._http = http_client
         self._closing = threading.Event()
 
@@ -438,6 +440,9 @@ class LagoClient(_BaseClient):
             response = self._http.send(request, stream=True)
             try:
                 reader = BodyReader(response, self._core.max_response_bytes, deadline)
+                if reader.fits and self._sockets_bounded:
+                    response.read()  # the sockets hold the deadline
+                    return response
                 for chunk in response.iter_bytes():
                     reader.add(chunk)
             finally:
@@ -596,6 +601,9 @@ class AsyncLagoClient(_BaseClient):
         try:
             # _within() holds the deadline; the reader only bounds the size.
             reader = BodyReader(response, self._core.max_response_bytes, None)
+            if reader.fits:
+                await response.aread()
+                return response
             async for chunk in response.aiter_bytes():
                 reader.add(chunk)
         finally:
