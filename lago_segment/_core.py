@@ -365,11 +365,10 @@ class BodyReader:
         if length is not None and length > limit:
             raise self._too_large(f"announces {length} bytes")
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        # The body is known to fit when announced within the limit and not
+        # compressed: HTTP framing stops the read at Content-Length, so the
+        # shell may read it at once (cheaper than collecting chunks).
         self.fits = length is not None and encoding in ("", "identity")
-        """True when the body is known to fit: announced within the limit, and
-        not compressed. HTTP framing then stops the read at ``Content-Length``,
-        so the shell may read it at once (``response.read()``, cheaper than
-        collecting chunks)."""
 
     def _too_large(self, what: str) -> LagoResponseTooLargeError:
         return LagoResponseTooLargeError(
