@@ -305,8 +305,8 @@ class _BaseClient:
         return call.timeout if self._bound is None else min(self._bound, call.timeout)
 
     def _request_timeout(self, budget: float | None) -> httpx.Timeout:
-        if budget is None:
-            return self._timeout
+        if budget is None or (self._bound is not None and budget >= self._bound):
+            return self._timeout  # the usual case: no new object per request
         t = self._timeout
         return httpx.Timeout(
             connect=budget if t.connect is None else min(t.connect, budget),
