@@ -1,9 +1,11 @@
 """The I/O-free core of the Lago clients: batching, retries, response classification.
 
 Each operation is a generator *flow* (the shape of httpx's ``_auth.py``): it
-yields a :class:`Call` (POST this body to this path) or a :class:`Wait` (sleep
-this long) and is sent back the :class:`httpx.Response` or the
-:class:`httpx.TransportError` the call ended with. A 15-line sync driver and a
+yields a :class:`Call` (POST this body to this path, within this time) or a
+:class:`Wait` (sleep this long) and is sent back the :class:`httpx.Response` or
+the transport error the call ended with (httpx's, or the shell's own
+:class:`~lago_segment.errors.LagoTransportError` when it cut the exchange off);
+a :class:`~lago_segment.errors.ClientClosedError` is thrown into it. A 15-line sync driver and a
 15-line async driver in :mod:`lago_segment.client` run the same flows, so the
 two clients cannot drift apart, and every decision here is testable with plain
 function calls.
@@ -21,6 +23,7 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from datetime import timezone
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import attrs
 import httpx
@@ -29,12 +32,14 @@ from . import _metrics
 from ._results import BatchResult, DeliveryFailure
 from ._version import __version__
 from .errors import (
+    ClientClosedError,
     ConfigurationError,
     LagoAPIError,
     LagoAuthenticationError,
     LagoConnectionError,
     LagoNotFoundError,
     LagoRateLimitError,
+    LagoResponseTooLargeError,
     LagoServerError,
     LagoTimeoutError,
     LagoTransportError,
@@ -55,6 +60,9 @@ ESTIMATE_FEES_PATH = "/api/v1/events/estimate_fees"
 MAX_BATCH_SIZE = 100
 #: Default cap on one batch request body; a larger batch is split in halves.
 DEFAULT_MAX_BATCH_BYTES = 512 * 1024
+#: Default cap on one response body. Lago's answers are a few KiB (a batch of
+#: 100 events echoed back is ~40 KiB); anything larger is not Lago talking.
+DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
 
 #: Statuses worth resending: the same body can succeed later.
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -120,7 +128,8 @@ class RetryPolicy:
     attempts: int = attrs.field(default=10, validator=_positive("attempts", allow_zero=False))
     """How many times a request is sent at most (1 means no retry)."""
     timeout: float | None = attrs.field(default=45.0, validator=_positive("timeout"))
-    """Overall deadline in seconds for one request and all its retries (None: none)."""
+    """Overall deadline in seconds for one request and all its retries, waits included
+    (None: none). The last attempt is given only what is left of it."""
     wait_initial: float = attrs.field(default=0.1, validator=_positive("wait_initial"))
     """The first backoff wait, in seconds; it doubles on each retry."""
     wait_max: float = attrs.field(default=5.0, validator=_positive("wait_max"))
@@ -152,10 +161,15 @@ class RateLimitInfo:
 
 @attrs.frozen(slots=True)
 class Call:
-    """A step of a flow: POST ``body`` (JSON bytes) to ``path``."""
+    """A step of a flow: POST ``body`` (JSON bytes) to ``path``.
+
+    ``timeout`` is what is left of the retry policy's overall deadline (None:
+    no deadline): the shell ends the whole exchange by then at the latest.
+    """
 
     path: str
     body: bytes
+    timeout: float | None = None
 
 
 @attrs.frozen(slots=True)
@@ -166,7 +180,9 @@ class Wait:
 
 
 Step = Call | Wait
-Reply = httpx.Response | httpx.TransportError | None
+#: What a Call is answered with: a response, or the transport failure it ended
+#: with (httpx's, or ours when the shell itself cut the exchange off).
+Reply = httpx.Response | httpx.TransportError | LagoTransportError | None
 Flow = Generator[Step, Reply, T]
 
 
@@ -239,9 +255,18 @@ _ERROR_CLASSES: dict[int, type[LagoAPIError]] = {
 }
 
 
-def error_from_response(response: httpx.Response) -> LagoAPIError:
-    """Map an error response to its :class:`~lago_segment.LagoAPIError` subclass."""
+def error_from_response(response: httpx.Response, redact: Redactor | None = None) -> LagoAPIError:
+    """Map an error response to its :class:`~lago_segment.LagoAPIError` subclass.
+
+    With ``redact``, the client's secrets are scrubbed from everything taken
+    from the answer (a proxy may echo the request's headers back).
+    """
     body = _json_object(response)
+    if redact is not None and redact.found_in(response.content):
+        body = redact.scrub(body)
+    request_id = response.headers.get("x-request-id")
+    if redact is not None and request_id is not None:
+        request_id = redact(request_id)
     status = response.status_code
     error = body.get("error")
     code = body.get("code")
@@ -249,7 +274,7 @@ def error_from_response(response: httpx.Response) -> LagoAPIError:
     kwargs: dict[str, Any] = {
         "code": code if isinstance(code, str) else None,
         "error_details": details if isinstance(details, Mapping) else None,
-        "request_id": response.headers.get("x-request-id"),
+        "request_id": request_id,
     }
     text = error if isinstance(error, str) else response.reason_phrase or None
     if status == 429:
@@ -261,11 +286,23 @@ def error_from_response(response: httpx.Response) -> LagoAPIError:
     return cls(status, text, **kwargs)
 
 
-def transport_error(exc: httpx.TransportError) -> LagoTransportError:
-    """Wrap an httpx transport failure in our error (its cause set to ``exc``)."""
+def transport_error(
+    exc: httpx.TransportError, redact: Redactor | None = None
+) -> LagoTransportError:
+    """Wrap an httpx transport failure in our error (its cause set to ``exc``).
+
+    With ``redact``, a message carrying one of the client's secrets (h11 quotes
+    an illegal header value whole) is scrubbed, and the original exception is
+    then not chained: a traceback would print its message.
+    """
     cls = LagoTimeoutError if isinstance(exc, httpx.TimeoutException) else LagoConnectionError
-    error = cls(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-    error.__cause__ = exc
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if redact is None or redact.chain_is_clean(exc):
+        error = cls(text)
+        error.__cause__ = exc
+    else:
+        error = cls(redact(text))
+        error.__suppress_context__ = True
     return error
 
 
@@ -299,6 +336,72 @@ def rejected_indices(details: Mapping[str, Any], size: int) -> dict[int, Mapping
             return None
         rejected[index] = value
     return rejected
+
+
+class BodyReader:
+    """Collects a response body up to ``limit`` bytes and until ``deadline``.
+
+    The shells feed it chunks as they arrive; it raises
+    :class:`~lago_segment.errors.LagoResponseTooLargeError` as soon as the body
+    passes the limit (or announces it in ``Content-Length``), and
+    :class:`~lago_segment.errors.LagoTimeoutError` once the deadline (on
+    ``clock``) has passed, so nothing beyond the limit is ever buffered.
+    """
+
+    def __init__(
+        self,
+        response: httpx.Response,
+        limit: int,
+        deadline: float | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._limit = limit
+        self._deadline = deadline
+        self._clock = clock
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._response = response
+        announced = response.headers.get("content-length", "")
+        length = int(announced) if announced.isascii() and announced.isdigit() else None
+        if length is not None and length > limit:
+            raise self._too_large(f"announces {length} bytes")
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        # The body is known to fit when announced within the limit and not
+        # compressed: HTTP framing stops the read at Content-Length, so the
+        # shell may read it at once (cheaper than collecting chunks).
+        self.fits = length is not None and encoding in ("", "identity")
+
+    def _too_large(self, what: str) -> LagoResponseTooLargeError:
+        return LagoResponseTooLargeError(
+            f"the answer ({self._response.status_code}) {what}, more than the "
+            f"{self._limit} bytes (max_response_bytes) a Lago answer can take; "
+            "is api_url really Lago?"
+        )
+
+    def add(self, chunk: bytes) -> None:
+        """Take one chunk of the body."""
+        self._size += len(chunk)
+        if self._size > self._limit:
+            raise self._too_large("is longer")
+        self._chunks.append(chunk)
+        if self._deadline is not None and self._clock() > self._deadline:
+            raise LagoTimeoutError("the answer did not arrive in full within the request timeout")
+
+    def response(self) -> httpx.Response:
+        """The response, its body read (and decoded: the encoding headers are dropped)."""
+        dropped = (b"content-encoding", b"content-length", b"transfer-encoding")
+        headers = [(k, v) for k, v in self._response.headers.raw if k.lower() not in dropped]
+        extensions = {k: v for k, v in self._response.extensions.items() if k in _KEPT_EXTENSIONS}
+        return httpx.Response(
+            self._response.status_code,
+            headers=headers,
+            content=b"".join(self._chunks),
+            request=self._response.request,
+            extensions=extensions,
+        )
+
+
+_KEPT_EXTENSIONS = ("http_version", "reason_phrase")
 
 
 def _dumps(payload: dict[str, Any]) -> bytes:
@@ -393,17 +496,141 @@ def mask(secret: str) -> str:
     return "'********'" if secret else "''"
 
 
+#: What a secret is replaced with in any text the client lets out.
+MASK = "********"
+
+
+def check_api_key(api_key: object) -> str:
+    """Return ``api_key`` if it can go in an HTTP header as is, else raise ``ConfigurationError``.
+
+    Only printable ASCII without spaces is accepted: a trailing newline from a
+    secrets file, a space or a non-ASCII character would otherwise reach the
+    HTTP library, whose error quotes the header value, hence the key, whole.
+    The message never contains the key.
+    """
+    if not isinstance(api_key, str):
+        raise ConfigurationError("api_key", f"must be a string, not {type(api_key).__name__}")
+    if not api_key.strip():
+        raise ConfigurationError("api_key", "must be a non-empty string")
+    for position, char in enumerate(api_key):
+        if "!" <= char <= "~":
+            continue
+        if char.isspace() or not char.isprintable():
+            what = "whitespace or a control character"
+            if char in "\r\n" and position >= len(api_key.rstrip()):
+                what = "a trailing newline (read from a file? strip it)"
+        else:
+            what = "a non-ASCII character"
+        raise ConfigurationError(
+            "api_key",
+            f"contains {what} at position {position} of {len(api_key)}; "
+            "an API key is printable ASCII without spaces",
+        )
+    return api_key
+
+
+def safe_url(url: str) -> str:
+    """``url`` with its userinfo (``user:password@``) masked, for messages and reprs."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return url
+    if not parsed.userinfo:
+        return url
+    return str(parsed.copy_with(userinfo=MASK.encode()))
+
+
+def _variants(secret: str) -> set[str]:
+    # The forms a secret takes in messages: as is, in a bytes repr (h11 quotes
+    # b'Bearer ...'), JSON-escaped, percent-encoded (a URL's userinfo).
+    forms = {secret, repr(secret.encode())[2:-1], json.dumps(secret)[1:-1], quote(secret, safe="")}
+    return {form for form in forms if form}
+
+
+@attrs.frozen(slots=True)
+class Redactor:
+    """Scrubs one client's secrets (API key, URL userinfo) out of text.
+
+    Calling it returns the text with every secret replaced by ``********``.
+    Every error text the client lets out goes through it; other layers (the
+    forwarders, the CLI) use the client's :meth:`~lago_segment.client.LagoClient.redact`
+    for text that may hold a transport library's message.
+
+    >>> redact = Redactor.for_client("sk_live_123", "https://bob:hunter22@lago.example.com")
+    >>> redact("Illegal header value b'Bearer sk_live_123 ' for bob:hunter22@lago")
+    "Illegal header value b'Bearer ******** ' for ********@lago"
+    """
+
+    secrets: tuple[str, ...] = attrs.field(repr=False)
+
+    @classmethod
+    def for_client(cls, api_key: str, api_url: str) -> Redactor:
+        """The redactor of a client with this key and origin."""
+        found = _variants(api_key)
+        try:
+            url = httpx.URL(api_url)
+        except (httpx.InvalidURL, TypeError):
+            url = None
+        if url is not None and url.userinfo:
+            found.add(url.userinfo.decode("ascii"))
+            # Short user names ("a") would garble every message; a credential is longer.
+            for part in (url.username, url.password):
+                if len(part) >= 3:
+                    found |= _variants(part)
+        return cls(tuple(sorted(found, key=len, reverse=True)))
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        return text
+
+    def found_in(self, data: bytes | str) -> bool:
+        """True when one of the secrets appears in ``data``."""
+        if isinstance(data, bytes):
+            return any(s.encode("utf-8", "replace") in data for s in self.secrets)
+        return any(s in data for s in self.secrets)
+
+    def scrub(self, value: Any) -> Any:
+        """``value`` (JSON-like: dicts, lists, strings) with the secrets masked in every string."""
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, dict):
+            return {self.scrub(k): self.scrub(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.scrub(v) for v in value]
+        return value
+
+    def chain_is_clean(self, exc: BaseException) -> bool:
+        """True when no message in ``exc``'s chain (causes, contexts) holds a secret."""
+        seen: set[int] = set()
+        todo: list[BaseException | None] = [exc]
+        while todo:
+            current = todo.pop()
+            if current is None or id(current) in seen:
+                continue
+            seen.add(id(current))
+            if self.found_in(str(current)) or any(
+                isinstance(a, (str, bytes)) and self.found_in(a) for a in current.args
+            ):
+                return False
+            todo += [current.__cause__, current.__context__]
+        return True
+
+
 @attrs.frozen(slots=True)
 class ClientCore:
     """Everything the sync and async clients share: settings and the three flows."""
 
     api_key: str = attrs.field(repr=False)
-    api_url: str
+    api_url: str = attrs.field(repr=safe_url)
     policy: RetryPolicy
     on_rate_limit: Callable[[RateLimitInfo], None] | None = attrs.field(default=None, repr=False)
     max_batch_size: int = MAX_BATCH_SIZE
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     headers: Mapping[str, str] = attrs.field(init=False, repr=False)
+    redact: Redactor = attrs.field(init=False, repr=False)
 
     @headers.default
     def _headers(self) -> Mapping[str, str]:
@@ -411,8 +638,15 @@ class ClientCore:
             "Authorization": f"Bearer {self.api_key}",
             "Content-Type": "application/json",
             "Accept": "application/json",
+            # Lago's answers are small: compression would only let a bounded
+            # read hide an unbounded decompression.
+            "Accept-Encoding": "identity",
             "User-Agent": f"lago-segment/{__version__}",
         }
+
+    @redact.default
+    def _redactor(self) -> Redactor:
+        return Redactor.for_client(self.api_key, self.api_url)
 
     @classmethod
     def create(
@@ -425,16 +659,22 @@ class ClientCore:
         on_rate_limit: Callable[[RateLimitInfo], None] | None,
         max_batch_size: int,
         max_batch_bytes: int,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> ClientCore:
         """Validate the client options and build the core."""
-        if not isinstance(api_key, str) or not api_key.strip():
-            raise ConfigurationError("api_key", "must be a non-empty string")
+        check_api_key(api_key)
         if isinstance(max_batch_size, bool) or not 1 <= max_batch_size <= MAX_BATCH_SIZE:
             raise ConfigurationError(
                 "max_batch_size", f"must be between 1 and {MAX_BATCH_SIZE}, not {max_batch_size}"
             )
         if isinstance(max_batch_bytes, bool) or max_batch_bytes < 1:
             raise ConfigurationError("max_batch_bytes", f"must be >= 1, not {max_batch_bytes}")
+        if isinstance(max_response_bytes, bool) or not (
+            isinstance(max_response_bytes, int) and max_response_bytes >= 1024
+        ):
+            raise ConfigurationError(
+                "max_response_bytes", f"must be an int >= 1024, not {max_response_bytes!r}"
+            )
         return cls(
             api_key,
             check_api_url(api_url, allow_insecure_http=allow_insecure_http),
@@ -442,6 +682,7 @@ class ClientCore:
             on_rate_limit,
             max_batch_size,
             max_batch_bytes,
+            max_response_bytes,
         )
 
     def url(self, path: str) -> str:
@@ -459,8 +700,10 @@ class ClientCore:
         attempt = 0
         while True:
             attempt += 1
+            # The last attempt gets only what is left of the overall deadline.
+            left = None if deadline is None else deadline - policy.clock()
             started = _metrics.request_started()
-            reply = yield call
+            reply = yield call if left is None else attrs.evolve(call, timeout=max(left, 0.0))
             _metrics.request_finished(started, call.path, reply)
             hint: float | None = None
             if isinstance(reply, httpx.Response):
@@ -470,15 +713,19 @@ class ClientCore:
                 outcome: httpx.Response | LagoTransportError = reply
                 hint = server_wait(reply.headers)
                 what = str(reply.status_code)
+            elif isinstance(reply, LagoTransportError):
+                # The shell's own verdicts (too slow, too large) are all worth a resend.
+                outcome = reply
+                what = type(reply).__name__
             else:
                 assert reply is not None, "a Call is answered with a response or an error"
-                outcome = transport_error(reply)
+                outcome = transport_error(reply, self.redact)
                 if not isinstance(reply, RETRY_TRANSPORT_ERRORS):
                     return outcome, attempt - 1
                 what = type(reply).__name__
             wait = 0.0 if _testing else (hint if hint is not None else policy.backoff(attempt))
             if attempt >= policy.attempts or (
-                deadline is not None and policy.clock() + wait > deadline
+                deadline is not None and policy.clock() + wait >= deadline
             ):
                 logger.warning(
                     "giving up on POST %s after %s (attempt %d of %d)",
@@ -513,71 +760,102 @@ class ClientCore:
 
     def send(self, event: LagoEvent) -> Flow[None]:
         """Post one event; a duplicate transaction_id counts as success."""
+        check_one_event(event)
         outcome, _ = yield from self.call(Call(EVENT_PATH, event_body(event)))
         if isinstance(outcome, LagoTransportError):
             raise outcome
         if outcome.is_success:
             return
-        error = error_from_response(outcome)
+        error = error_from_response(outcome, self.redact)
         if error.status_code == 422 and is_duplicate(error.error_details):
             logger.debug("event %s was already delivered", event.transaction_id)
             return
         raise error
 
     def send_batch(self, events: Iterable[LagoEvent]) -> Flow[BatchResult]:
-        """Post events in batches; every event ends delivered, duplicate or failed."""
+        """Post events in batches; every event ends delivered, duplicate or failed.
+
+        If the client is closed meanwhile, the :class:`ClientClosedError`
+        raised carries the result so far and the events left unsettled.
+        """
+        given = check_events(events)
         delivered: list[LagoEvent] = []
         duplicates: list[LagoEvent] = []
         failed: list[DeliveryFailure] = []
         retries = 0
-        for batch in plan_batches(events, self.max_batch_size, self.max_batch_bytes):
-            pending, dicts, body = list(batch.events), list(batch.dicts), batch.body
-            while pending:
-                _metrics.batch_sent(BATCH_PATH, len(pending))
-                outcome, tries = yield from self.call(Call(BATCH_PATH, body))
-                retries += tries
-                _metrics.retried(pending, tries)
-                if isinstance(outcome, LagoTransportError):
-                    failed.extend(DeliveryFailure(e, outcome, permanent=False) for e in pending)
-                    break
-                if outcome.is_success:
-                    delivered.extend(pending)
-                    break
-                error = error_from_response(outcome)
-                rejected = (
-                    rejected_indices(error.error_details, len(pending))
-                    if error.status_code == 422
-                    else None
-                )
-                if rejected is None:
-                    permanent = is_permanent(error.status_code)
-                    failed.extend(DeliveryFailure(e, error, permanent) for e in pending)
-                    logger.warning("%d events not delivered: %s", len(pending), error)
-                    break
-                # Lago stored nothing (batches are atomic): set the rejected
-                # events aside and resend the others.
-                kept: list[LagoEvent] = []
-                kept_dicts: list[dict[str, Any]] = []
-                for index, (event, rendered) in enumerate(zip(pending, dicts, strict=True)):
-                    details = rejected.get(index)
-                    if details is None:
-                        kept.append(event)
-                        kept_dicts.append(rendered)
-                    elif is_duplicate(details):
-                        duplicates.append(event)
-                    else:
-                        failure = _event_error(error, details)
-                        logger.warning(
-                            "event %s rejected: %s",
-                            event.transaction_id,
-                            failure,
-                            extra=_metrics.log_fields(None, None, event.transaction_id),
-                        )
-                        failed.append(DeliveryFailure(event, failure, permanent=True))
-                pending, dicts = kept, kept_dicts
-                if pending:
-                    body = batch_body(dicts)
+        planned = 0
+        pending: list[LagoEvent] = []
+        try:
+            for batch in plan_batches(given, self.max_batch_size, self.max_batch_bytes):
+                planned += len(batch.events)
+                pending = list(batch.events)
+                retries += yield from self._deliver(batch, pending, delivered, duplicates, failed)
+                pending = []
+        except ClientClosedError as closed:
+            settled = (tuple(delivered), tuple(duplicates), tuple(failed))
+            closed.result = BatchResult(*settled, retries)
+            closed.unsettled = (*pending, *given[planned:])
+            raise
         return BatchResult(tuple(delivered), tuple(duplicates), tuple(failed), retries)
+
+    def _deliver(
+        self,
+        batch: Batch,
+        pending: list[LagoEvent],
+        delivered: list[LagoEvent],
+        duplicates: list[LagoEvent],
+        failed: list[DeliveryFailure],
+    ) -> Flow[int]:
+        # Settles one batch: moves each event of ``pending`` (emptied in place as
+        # events settle) to one of the three lists; returns the retries it took.
+        dicts, body = list(batch.dicts), batch.body
+        retries = 0
+        while pending:
+            _metrics.batch_sent(BATCH_PATH, len(pending))
+            outcome, tries = yield from self.call(Call(BATCH_PATH, body))
+            retries += tries
+            _metrics.retried(pending, tries)
+            if isinstance(outcome, LagoTransportError):
+                failed.extend(DeliveryFailure(e, outcome, permanent=False) for e in pending)
+                break
+            if outcome.is_success:
+                delivered.extend(pending)
+                break
+            error = error_from_response(outcome, self.redact)
+            rejected = (
+                rejected_indices(error.error_details, len(pending))
+                if error.status_code == 422
+                else None
+            )
+            if rejected is None:
+                permanent = is_permanent(error.status_code)
+                failed.extend(DeliveryFailure(e, error, permanent) for e in pending)
+                logger.warning("%d events not delivered: %s", len(pending), error)
+                break
+            # Lago stored nothing (batches are atomic): set the rejected
+            # events aside and resend the others.
+            kept: list[LagoEvent] = []
+            kept_dicts: list[dict[str, Any]] = []
+            for index, (event, rendered) in enumerate(zip(pending, dicts, strict=True)):
+                details = rejected.get(index)
+                if details is None:
+                    kept.append(event)
+                    kept_dicts.append(rendered)
+                elif is_duplicate(details):
+                    duplicates.append(event)
+                else:
+                    failure = _event_error(error, details)
+                    logger.warning(
+                        "event %s rejected: %s",
+                        event.transaction_id,
+                        failure,
+                        extra=_metrics.log_fields(None, None, event.transaction_id),
+                    )
+                    failed.append(DeliveryFailure(event, failure, permanent=True))
+            pending[:], dicts = kept, kept_dicts
+            if pending:
+                body = batch_body(dicts)
+        return retries
 
     def estimate_fees(
         self,
@@ -603,9 +881,55 @@ class ClientCore:
         if isinstance(outcome, LagoTransportError):
             raise outcome
         if not outcome.is_success:
-            raise error_from_response(outcome)
+            raise error_from_response(outcome, self.redact)
         fees = _json_object(outcome).get("fees")
         return [fee for fee in fees if isinstance(fee, dict)] if isinstance(fees, list) else []
+
+
+def check_one_event(event: object) -> None:
+    """Raise a ``TypeError`` naming the mistake unless ``event`` is a :class:`LagoEvent`."""
+    if isinstance(event, LagoEvent):
+        return
+    if isinstance(event, (list, tuple)) or (
+        isinstance(event, Iterable) and not isinstance(event, (str, bytes, Mapping))
+    ):
+        raise TypeError(
+            f"send() takes one LagoEvent, not a {type(event).__name__}; "
+            "use send_batch() for several events"
+        )
+    if isinstance(event, Mapping):
+        raise TypeError(
+            f"send() takes a LagoEvent, not a {type(event).__name__}; "
+            "build one with LagoEvent(**fields) or LagoEvent.from_dict(data)"
+        )
+    raise TypeError(f"send() takes a LagoEvent, not a {type(event).__name__}")
+
+
+def check_events(events: object) -> list[LagoEvent]:
+    """``events`` as a list, or a ``TypeError`` naming the mistake (nothing sent yet).
+
+    The list costs one reference per event: the :class:`BatchResult` holds
+    them all anyway.
+    """
+    if isinstance(events, LagoEvent):
+        raise TypeError("send_batch() takes an iterable of LagoEvent; use send() for one event")
+    if isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Iterable):
+        raise TypeError(
+            f"send_batch() takes an iterable of LagoEvent, not a {type(events).__name__}"
+        )
+    given = list(events)
+    for index, event in enumerate(given):
+        if not isinstance(event, LagoEvent):
+            hint = (
+                "; build it with LagoEvent(**fields) or LagoEvent.from_dict(data)"
+                if isinstance(event, Mapping)
+                else ""
+            )
+            raise TypeError(
+                f"send_batch() takes LagoEvents, but item {index} is a "
+                f"{type(event).__name__}{hint}"
+            )
+    return given
 
 
 def _event_error(error: LagoAPIError, details: Mapping[str, Any]) -> LagoValidationError:

@@ -21,7 +21,8 @@ class DeliveryFailure:
     transport failure that outlasted the retries."""
     permanent: bool
     """True when resending the same event can never succeed (400, 401, 403, 404, 422);
-    False when it failed only because the retries ran out (429, 5xx, timeouts)."""
+    False when it failed only because the retries ran out (429, 5xx, timeouts, connection
+    errors, answers over ``max_response_bytes``)."""
 
 
 @attrs.frozen(slots=True)

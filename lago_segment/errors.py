@@ -16,7 +16,9 @@ Every exception the library raises on purpose derives from
     │   └── LagoServerError            5xx, after retries
     ├── LagoTransportError         no usable answer from Lago
     │   ├── LagoConnectionError        connect error, reset, dropped response
-    │   └── LagoTimeoutError           the request or the retry deadline timed out
+    │   ├── LagoTimeoutError           the request or the retry deadline timed out
+    │   └── LagoResponseTooLargeError  the answer was larger than the client reads
+    ├── ClientClosedError          the Lago client was closed (not a delivery failure)
     ├── ForwarderError             the forwarder cannot take an event
     │   ├── QueueFullError             the queue (or spool) is full
     │   └── ForwarderClosedError       forward() after close()
@@ -35,6 +37,7 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "ClientClosedError",
     "ConfigurationError",
     "DropEvent",
     "EventNotSupported",
@@ -48,6 +51,7 @@ __all__ = [
     "LagoConnectionError",
     "LagoNotFoundError",
     "LagoRateLimitError",
+    "LagoResponseTooLargeError",
     "LagoSegmentError",
     "LagoServerError",
     "LagoTimeoutError",
@@ -279,6 +283,32 @@ class LagoConnectionError(LagoTransportError):
 
 class LagoTimeoutError(LagoTransportError):
     """A request timed out, or the retry policy's overall deadline passed."""
+
+
+class LagoResponseTooLargeError(LagoTransportError):
+    """Lago's answer was larger than the client's ``max_response_bytes``.
+
+    Lago's answers are a few kilobytes; a larger one comes from something in
+    between (a proxy, a captive portal, a wrong ``api_url``). The client stops
+    reading at the bound, without buffering the rest, and retries: a resend
+    carries the same transaction_ids, so it cannot bill twice.
+    """
+
+
+class ClientClosedError(LagoSegmentError):
+    """The Lago client was closed before or while this call ran.
+
+    Not a delivery failure: nothing was decided about the events, which can be
+    sent again with an open client. When it interrupts ``send_batch``,
+    :attr:`result` holds what was settled before the close (a
+    :class:`~lago_segment.client.BatchResult`) and :attr:`unsettled` the events
+    whose fate is unknown (not sent, or sent without an answer), in order.
+    """
+
+    def __init__(self, message: str = "the Lago client is closed") -> None:
+        super().__init__(message)
+        self.result: Any = None
+        self.unsettled: tuple[Any, ...] = ()
 
 
 class ForwarderError(LagoSegmentError):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -80,3 +83,105 @@ async def lago(request: pytest.FixtureRequest) -> AsyncIterator[Runner]:
     runner = Runner(request.param)
     yield runner
     await runner.close_all()
+
+
+class RawServer:
+    """A loopback TCP server whose replies a test writes byte by byte.
+
+    ``handler(conn, server)`` runs in a thread per connection. ``cut_off`` is
+    set when a send failed because the client went away: the client stopped
+    the exchange before the server was done. ``stop`` is set when the test
+    ends, so handlers give up.
+    """
+
+    def __init__(self, handler: Callable[[socket.socket, RawServer], None]) -> None:
+        self._handler = handler
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._threads: list[threading.Thread] = []
+        self.cut_off = threading.Event()
+        self.stop = threading.Event()
+        self.requests: list[bytes] = []
+        self.bytes_sent = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def __enter__(self) -> RawServer:
+        accept = threading.Thread(target=self._accept, daemon=True)
+        accept.start()
+        self._threads.append(accept)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        # accept() does not wake when its socket is closed: wake it with a connection.
+        socket.create_connection(self._listener.getsockname()).close()
+        self._listener.close()
+        for thread in list(self._threads):
+            thread.join(timeout=10)
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            if self.stop.is_set():
+                conn.close()
+                return
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                self._handler(conn, self)
+            except OSError:
+                self.cut_off.set()
+
+    def read_request(self, conn: socket.socket) -> bytes:
+        """Read one request (headers and Content-Length body) and record it."""
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(body) < length:
+            body += conn.recv(65536)
+        self.requests.append(head + b"\r\n\r\n" + body)
+        return head
+
+    def send(self, conn: socket.socket, data: bytes) -> None:
+        """Send ``data``; a client that went away sets ``cut_off`` (via OSError)."""
+        conn.sendall(data)
+        self.bytes_sent += len(data)
+
+    def trickle(self, conn: socket.socket, data: bytes, *, every: float = 0.05) -> None:
+        """Send ``data`` one byte at a time, until the client leaves or the test ends.
+
+        It gives up after 10 s (then the connection closes): a client that
+        does not bound the exchange fails its test instead of hanging it.
+        """
+        give_up = time.monotonic() + 10.0
+        for byte in data:
+            if self.stop.wait(every) or time.monotonic() > give_up:
+                return
+            self.send(conn, bytes([byte]))
+
+
+def json_reply(status: int = 200, body: bytes = b'{"events":[]}') -> bytes:
+    """A complete HTTP/1.1 response with a JSON body."""
+    head = (
+        f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body

@@ -174,7 +174,7 @@ async def test_deadline_counts_time_spent_waiting(
 
     route = respx_mock.post(EVENT_URL).mock(return_value=lago_error(503))
     policy = RetryPolicy(
-        attempts=100, timeout=10.0, wait_initial=2, wait_max=4, wait_jitter=0,
+        attempts=100, timeout=10.5, wait_initial=2, wait_max=4, wait_jitter=0,
         sleep=sleep, clock=lambda: now[0],
     )  # fmt: skip
     with pytest.raises(LagoServerError):
