@@ -120,5 +120,8 @@ def show(value: Any, limit: int = 80) -> str:
         try:
             text = json.dumps(value, ensure_ascii=False, default=repr)
         except (ValueError, RecursionError):
-            text = repr(value)
+            try:
+                text = repr(value)
+            except RecursionError:  # nested deeper than even repr() goes
+                text = f"({type(value).__name__} nested too deeply to show)"
     return text if len(text) <= limit else text[: limit - 3] + "..."
