@@ -21,6 +21,7 @@ from typing import IO, Any, ClassVar
 
 import attrs
 
+from . import _json
 from .errors import InvalidEventPayload
 
 __all__ = [
@@ -376,7 +377,7 @@ def _loads(data: str | bytes | bytearray, limit: int, what: str) -> Any:
         except UnicodeDecodeError:
             raise InvalidEventPayload(f"{what} is not valid UTF-8") from None
     try:
-        value = json.loads(data)
+        value = _json.loads(data)
     except RecursionError:
         raise InvalidEventPayload(f"{what} nests deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:
@@ -605,8 +606,9 @@ def parse_batch(data: Mapping[str, Any] | str | bytes | list[Any]) -> list[Segme
     """
     value: Any = data
     check_size = False
-    from_text = isinstance(data, (bytes, bytearray, str))
-    if from_text:
+    from_text = False
+    if isinstance(data, (bytes, bytearray, str)):
+        from_text = True
         # No item can be over the per-message limit if the whole batch is not.
         check_size = len(data) > MAX_MESSAGE_BYTES
         value = _loads(data, MAX_BATCH_BYTES, "batch")
