@@ -8,8 +8,11 @@ render or read differently goes through :mod:`json` instead:
   renders (ASCII only, ``\\uXXXX`` escapes). orjson writes UTF-8, so its
   non-ASCII output is escaped the same way afterwards; integers beyond 64
   bits, NaN and infinities (which orjson refuses or writes as ``null``),
-  floats the two libraries format differently (below 1e-4 or from 1e16 up),
-  and every type orjson does not know go to :mod:`json`.
+  floats in exponent form or below 1e-4 (where the two formats can differ),
+  and every type orjson does not know go to :mod:`json`. At import, orjson
+  renders a set of probe floats and strings; if any comes out differently
+  without being caught by those checks (another orjson version), orjson is
+  not used at all.
 - :func:`loads` returns what :func:`json.loads` returns. orjson reads an
   integer beyond 64 bits as a float, so input with a run of 19 digits or more
   goes to :mod:`json`, as does everything orjson rejects (NaN, ``1e400``, lone
@@ -26,7 +29,6 @@ from __future__ import annotations
 import codecs
 import json
 import os
-import re
 from types import ModuleType
 from typing import Any
 
@@ -43,24 +45,11 @@ def _import_orjson() -> ModuleType | None:
     return orjson
 
 
-_orjson = _import_orjson()
-
-#: ``"orjson"`` when the speedups are in use, else ``"json"``.
-BACKEND = "json" if _orjson is None else "orjson"
-
 _std_encoder = json.JSONEncoder(separators=(",", ":"), check_circular=False)
 
-# What orjson renders differently from json.dumps, as orjson writes it: `null`
-# (NaN and infinities become null), a float in exponent form or below 1e-4
-# ("0.00001" where json writes "1e-05"), or one of 17 digits or more before the
-# point (from 1e16 json uses an exponent). The look-behind keeps to values; a
-# match inside a string only costs a second, exact rendering.
-_DIFFERENT_FLOAT = re.compile(
-    rb"null|(?:^|[:,\[])(?:-?\d+(?:\.\d+)?[eE]|-?0\.0000|-?\d{17,}\.)"
-)
-# orjson reads an integer beyond 64 bits as a float: 19 digits or more in a row.
-_LONG_DIGITS_BYTES = re.compile(rb"\d{19}")
-_LONG_DIGITS_STR = re.compile(r"\d{19}")
+
+def _std_dumps(obj: Any) -> bytes:
+    return _std_encoder.encode(obj).encode()
 
 
 def _escape_non_ascii(error: UnicodeError) -> tuple[str, int]:
@@ -81,8 +70,75 @@ def _escape_non_ascii(error: UnicodeError) -> tuple[str, int]:
 codecs.register_error("lago_segment.json_ascii", _escape_non_ascii)
 
 
-def _std_dumps(obj: Any) -> bytes:
-    return _std_encoder.encode(obj).encode()
+def _byte_table(mapping: dict[bytes, int]) -> bytes:
+    table = bytearray(b" " * 256)
+    for chars, to in mapping.items():
+        for char in chars:
+            table[char] = to
+    return bytes(table)
+
+
+# Maps every digit to "0", "e" and "E" to "e", "+" and "-" to "+", anything else
+# to " ": a float in exponent form (1e-07, 1.5e+300) then reads "0e+0".
+_NUMBER_SHAPES = _byte_table({b"0123456789": 0x30, b"eE": 0x65, b"+-": 0x2B})
+
+
+def _renders_differently(body: bytes) -> bool:
+    # What orjson may render unlike json.dumps: NaN and the infinities (orjson
+    # writes null), floats in exponent form (the two formats may switch to it
+    # at different sizes) and floats below 1e-4 in plain form (orjson writes
+    # 0.00001 where json writes 1e-05). Substring tests run at C speed, unlike
+    # a regex; a match inside a string only costs a second, exact rendering.
+    return b"null" in body or b"0.0000" in body or b"0e+0" in body.translate(_NUMBER_SHAPES)
+
+
+def _as_stdlib(body: bytes) -> bytes:
+    """orjson's rendering, with strings escaped as json.dumps escapes them."""
+    if not body.isascii():
+        # Non-ASCII bytes only occur inside strings: escape them as json does.
+        body = body.decode().encode("ascii", "lago_segment.json_ascii")
+    if b"\x7f" in body:  # DEL: json escapes it, orjson does not
+        body = body.replace(b"\x7f", b"\\u007f")
+    return body
+
+
+# Floats and strings across every regime where the formats could differ: orjson
+# is used only if, on these, it renders as json.dumps does or the check above
+# sends the value to json.dumps. So another orjson version cannot change a byte.
+_PROBES: list[Any] = [
+    *(10.0**e for e in range(-9, 24)),
+    *(1.5 * 10.0**e for e in range(-9, 24)),
+    -0.0,
+    0.1,
+    123.456,
+    5e-324,
+    2.2250738585072014e-308,
+    1.7976931348623157e308,
+    9007199254740993.0,
+    "".join(map(chr, range(0x80))) + "\u00e9\u2028\u20ac\U0001f600",
+    {"k": [1, -1, 2**63 - 1, -(2**63), True, False, "x"]},
+]
+
+
+def _agrees(module: ModuleType) -> bool:
+    for probe in _PROBES:
+        body = module.dumps(probe)
+        if not _renders_differently(body) and _as_stdlib(body) != _std_dumps(probe):
+            return False
+    return True
+
+
+_orjson = _import_orjson()
+if _orjson is not None and not _agrees(_orjson):  # pragma: no cover - other orjson versions
+    _orjson = None
+
+#: ``"orjson"`` when the speedups are in use, else ``"json"``.
+BACKEND = "json" if _orjson is None else "orjson"
+
+# Maps every digit to "0" and any other byte to " ": a run of 19 digits (an
+# integer orjson would read as a float) is then one substring test away.
+_DIGITS = _byte_table({b"0123456789": 0x30})
+_NINETEEN_DIGITS = b"0" * 19
 
 
 def dumps(obj: Any) -> bytes:
@@ -98,14 +154,9 @@ def dumps(obj: Any) -> bytes:
         body: bytes = _orjson.dumps(obj)
     except TypeError:  # orjson.JSONEncodeError is a TypeError
         return _std_dumps(obj)
-    if _DIFFERENT_FLOAT.search(body):
+    if _renders_differently(body):
         return _std_dumps(obj)
-    if not body.isascii():
-        # Non-ASCII bytes only occur inside strings: escape them as json does.
-        body = body.decode().encode("ascii", "lago_segment.json_ascii")
-    if b"\x7f" in body:  # DEL: json escapes it, orjson does not
-        body = body.replace(b"\x7f", b"\\u007f")
-    return body
+    return _as_stdlib(body)
 
 
 def loads(data: str | bytes) -> Any:
@@ -116,8 +167,8 @@ def loads(data: str | bytes) -> Any:
     or ``RecursionError`` for input nested too deep).
     """
     if _orjson is not None:
-        long_digits = _LONG_DIGITS_STR if isinstance(data, str) else _LONG_DIGITS_BYTES
-        if not long_digits.search(data):  # type: ignore[arg-type]
+        raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+        if _NINETEEN_DIGITS not in raw.translate(_DIGITS):
             try:
                 return _orjson.loads(data)
             except _orjson.JSONDecodeError:
