@@ -216,6 +216,10 @@ def test_loads_matches_the_stdlib_where_orjson_differs(backend: str, text: str) 
     same_as_stdlib(text.encode("utf-8"))
 
 
+def test_loads_keeps_a_raw_lone_surrogate_in_a_str(backend: str) -> None:
+    same_as_stdlib('["\ud800", "\udc80x"]')
+
+
 def test_loads_takes_only_utf8_bytes(backend: str) -> None:
     with pytest.raises(UnicodeDecodeError):
         _json.loads('{"a": 1}'.encode("utf-16"))
