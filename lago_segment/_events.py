@@ -606,9 +606,7 @@ def parse_batch(data: Mapping[str, Any] | str | bytes | list[Any]) -> list[Segme
     """
     value: Any = data
     check_size = False
-    from_text = False
     if isinstance(data, (bytes, bytearray, str)):
-        from_text = True
         # No item can be over the per-message limit if the whole batch is not.
         check_size = len(data) > MAX_MESSAGE_BYTES
         value = _loads(data, MAX_BATCH_BYTES, "batch")
@@ -643,7 +641,8 @@ def parse_batch(data: Mapping[str, Any] | str | bytes | list[Any]) -> list[Segme
                     raise InvalidEventPayload(
                         f"message is {size} bytes, over the {MAX_MESSAGE_BYTES}-byte limit"
                     )
-            if from_text and _too_deep(d, MAX_DEPTH):
+            # Only what was parsed from text: a mapping is not walked (see parse_event).
+            if value is not data and _too_deep(d, MAX_DEPTH):
                 raise InvalidEventPayload(_TOO_DEEP)
             events.append(_from_dict(d))
         except InvalidEventPayload as exc:

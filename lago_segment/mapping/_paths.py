@@ -122,6 +122,6 @@ def show(value: Any, limit: int = 80) -> str:
         except (ValueError, RecursionError):
             try:
                 text = repr(value)
-            except RecursionError:  # nested deeper than even repr() goes
-                text = f"({type(value).__name__} nested too deeply to show)"
+            except RecursionError:
+                text = f"(a {type(value).__name__} nested too deeply to show)"
     return text if len(text) <= limit else text[: limit - 3] + "..."
