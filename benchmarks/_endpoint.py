@@ -1,4 +1,4 @@
-"""A fast local HTTP endpoint answering every POST with 200, and the raw-floor measure.
+"""Fast local HTTP endpoints answering every POST with 200, and the raw-floor measure.
 
 :func:`local_endpoint` starts nginx (Debian's ``nginx-light`` or ``nginx``
 package: ``apt-get install -y nginx-light``) as a foreground subprocess with a
@@ -7,8 +7,16 @@ generated config in a temporary directory::
     daemon off; worker_processes 1;
     server { listen 127.0.0.1:PORT; location / { return 200 '{"events":[]}'; } }
 
-and stops it on exit. Without nginx on the PATH (or in ``/usr/sbin``) it falls
-back to a minimal keep-alive ``http.server`` in a thread, which is slower:
+and stops it on exit. :func:`local_endpoints` starts one nginx with one such
+server per round-trip time: 0 answers at once, any other answers after that
+many seconds with the echo module (Debian's ``libnginx-mod-http-echo``)::
+
+    load_module /usr/lib/nginx/modules/ngx_http_echo_module.so;
+    ... location / { echo_sleep 0.02; echo '{"events":[]}'; }
+
+Without nginx on the PATH (or in ``/usr/sbin``), or without the echo module
+when a delay is asked for, they fall back to a keep-alive ``http.server`` with
+a thread per connection (sleeping for the delay), which is slower:
 :func:`endpoint_kind` says which one ran, and the benchmarks print it.
 
 :func:`raw_floor_events_per_s` is the floor every client is compared with:
@@ -25,7 +33,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -35,6 +43,7 @@ import httpx
 __all__ = [
     "endpoint_kind",
     "local_endpoint",
+    "local_endpoints",
     "nginx_path",
     "raw_floor_events_per_s",
     "sample_event",
@@ -42,8 +51,10 @@ __all__ = [
 
 _OK_BODY = b'{"events":[]}'
 
+_ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
+
 _NGINX_CONF = """\
-daemon off;
+{load}daemon off;
 worker_processes 1;
 pid {tmp}/nginx.pid;
 error_log {tmp}/error.log warn;
@@ -59,14 +70,17 @@ http {{
     keepalive_timeout 60s;
     client_max_body_size 16m;
     client_body_buffer_size 1m;
+{servers}}}
+"""
+
+_SERVER = """\
     server {{
         listen 127.0.0.1:{port};
         location / {{
             default_type application/json;
-            return 200 '{{"events":[]}}';
+            {answer}
         }}
     }}
-}}
 """
 
 
@@ -75,9 +89,21 @@ def nginx_path() -> str | None:
     return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
 
 
-def endpoint_kind() -> str:
-    """``"nginx"`` when :func:`local_endpoint` will use nginx, else the fallback's name."""
-    return "nginx" if nginx_path() else "python http.server (nginx not installed)"
+def echo_module() -> str | None:
+    """Where nginx's echo module is (for delayed answers), or None."""
+    for path in (_ECHO_MODULE, "/usr/share/nginx/modules/ngx_http_echo_module.so"):
+        if Path(path).is_file():
+            return path
+    return None
+
+
+def endpoint_kind(*, delayed: bool = False) -> str:
+    """``"nginx"`` when the endpoints will be nginx, else the fallback's name and why."""
+    if not nginx_path():
+        return "python http.server (nginx not installed)"
+    if delayed and not echo_module():
+        return "python http.server (nginx's echo module not installed)"
+    return "nginx"
 
 
 def _free_port() -> int:
@@ -99,11 +125,22 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None
 
 
 @contextlib.contextmanager
-def _nginx(binary: str) -> Iterator[str]:
+def _nginx(binary: str, delays: Sequence[float]) -> Iterator[dict[float, str]]:
     with tempfile.TemporaryDirectory(prefix="lago-bench-nginx-") as tmp:
-        port = _free_port()
+        ports = {delay: _free_port() for delay in delays}
+        servers = "".join(
+            _SERVER.format(
+                port=port,
+                answer=f"echo_sleep {delay}; echo '{_OK_BODY.decode()}';"
+                if delay
+                else f"return 200 '{_OK_BODY.decode()}';",
+            )
+            for delay, port in ports.items()
+        )
+        module = echo_module()
+        load = f"load_module {module};\n" if any(delays) and module else ""
         conf = Path(tmp, "nginx.conf")
-        conf.write_text(_NGINX_CONF.format(tmp=tmp, port=port))
+        conf.write_text(_NGINX_CONF.format(tmp=tmp, load=load, servers=servers))
         log = Path(tmp, "error.log")
         proc = subprocess.Popen(
             [binary, "-c", str(conf), "-p", tmp, "-e", str(log)],
@@ -111,8 +148,9 @@ def _nginx(binary: str) -> Iterator[str]:
             stderr=subprocess.STDOUT,
         )
         try:
-            _wait_listening(port, proc, log)
-            yield f"http://127.0.0.1:{port}"
+            for port in ports.values():
+                _wait_listening(port, proc, log)
+            yield {delay: f"http://127.0.0.1:{port}" for delay, port in ports.items()}
         finally:
             proc.terminate()
             try:
@@ -124,9 +162,12 @@ def _nginx(binary: str) -> Iterator[str]:
 
 class _OkHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    delay = 0.0
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.delay:
+            time.sleep(self.delay)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(_OK_BODY)))
@@ -138,8 +179,9 @@ class _OkHandler(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def _python_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _OkHandler)
+def _python_server(delay: float = 0.0) -> Iterator[str]:
+    handler = type("_Handler", (_OkHandler,), {"delay": delay})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -152,11 +194,28 @@ def _python_server() -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def _python_servers(delays: Sequence[float]) -> Iterator[dict[float, str]]:
+    with contextlib.ExitStack() as stack:
+        yield {delay: stack.enter_context(_python_server(delay)) for delay in delays}
+
+
+@contextlib.contextmanager
+def local_endpoints(delays: Sequence[float]) -> Iterator[dict[float, str]]:
+    """Start one 200-answering endpoint per delay (seconds); yields ``{delay: origin}``."""
+    binary = nginx_path()
+    if binary and (echo_module() or not any(delays)):
+        with _nginx(binary, delays) as urls:
+            yield urls
+    else:
+        with _python_servers(delays) as urls:
+            yield urls
+
+
+@contextlib.contextmanager
 def local_endpoint() -> Iterator[str]:
     """Start the local 200-answering endpoint; yields its origin (``http://127.0.0.1:PORT``)."""
-    binary = nginx_path()
-    with _nginx(binary) if binary else _python_server() as url:
-        yield url
+    with local_endpoints([0.0]) as urls:
+        yield urls[0.0]
 
 
 def sample_event(n: int) -> dict[str, Any]:

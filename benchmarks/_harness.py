@@ -11,6 +11,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 
+@dataclass
+class Options:
+    """Command-line switches every benchmark module may read (``benchmarks/run --help``)."""
+
+    quick: bool = False
+    """Fewer events and repeats: a smoke run of a minute or so, noisier figures."""
+    chart: bool = False
+    """Also measure the round-trip-time sweep and write the chart."""
+
+
+#: The options of this run, set by ``python -m benchmarks``.
+OPTIONS = Options()
+
+
+def scaled(n: int) -> int:
+    """``n`` events, or a quarter of them (at least 1,000) with ``--quick``."""
+    return max(n // 4, 1_000) if OPTIONS.quick else n
+
+
 @dataclass(frozen=True)
 class Result:
     """One benchmark figure, compared with its same-run baseline.
@@ -27,6 +46,7 @@ class Result:
     baseline: float
     target: float | None = None
     higher_is_better: bool = False
+    note: str = ""
 
     @property
     def ratio(self) -> float:
@@ -94,4 +114,5 @@ def print_table(results: list[Result]) -> None:
         print(
             f"{r.name:<44} {r.value:>10.4g} {r.unit:<3} "
             f"{r.baseline_name[:22]:>22} {r.baseline:>10.4g} {r.ratio:>8.3f} {target:>9}  {ok}"
+            + (f"  ({r.note})" if r.note else "")
         )

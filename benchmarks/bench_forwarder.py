@@ -1,12 +1,15 @@
 """Forwarder benchmarks: caller latency, end-to-end throughput, memory while Lago is down.
 
 - ``forward()`` p99 (with mapping) against segment-analytics-python's
-  ``Client.track()`` p50, queueing mode, same process, same run. Both
-  background consumers run and upload to a no-op, so neither pays for HTTP.
+  ``Client.track()`` p99 (and p50 against p50), queueing mode, same process,
+  same run. Both background consumers run and upload to a no-op, so neither
+  pays for HTTP.
 - End-to-end events/s, raw Segment dicts -> ``Forwarder`` -> ``LagoClient`` ->
-  a fast local endpoint, against the raw HTTP floor of the clients benchmark.
+  a fast local endpoint, against the raw HTTP floor of the clients benchmark:
+  with the standard library's json, and with orjson (``[speedups]``).
 - Memory while Lago is down (the sender is stuck in a request) and 1,000,000
-  events are offered: memory mode (bounded by ``max_queue_size``) and spool mode.
+  events are offered (100,000 with ``--quick``): memory mode (bounded by
+  ``max_queue_size``) and spool mode.
 
 Run: ``python -m benchmarks.bench_forwarder``.
 """
@@ -29,7 +32,7 @@ from lago_segment.client import BatchResult
 from lago_segment.forwarder import Forwarder, Mapper
 from lago_segment.lago import LagoEvent
 
-from ._harness import Result, percentile, print_table
+from ._harness import OPTIONS, Result, percentile, print_table, scaled
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -123,7 +126,7 @@ def bench_latency() -> list[Result]:
     from segment.analytics.client import Client as AnalyticsClient  # type: ignore[import-untyped]
 
     spec, events, tag = load_spec_and_events()
-    segment_events = with_ids(events, LATENCY_CALLS)
+    segment_events = with_ids(events, scaled(LATENCY_CALLS))
 
     forwarder = Forwarder(
         _NoOpClient(), spec=spec, max_queue_size=LATENCY_CALLS * 10, flush_at_exit=False
@@ -169,14 +172,18 @@ def bench_latency() -> list[Result]:
             their_p50,
         ),
         Result(
-            f"forward() p50 ({tag})", percentile(ours, 50), "µs", "analytics track p50", their_p50
+            f"forward() p50 ({tag})",
+            percentile(ours, 50),
+            "µs",
+            "analytics track p50",
+            their_p50,
         ),
         Result(
             f"forward() p99 ({tag})",
             percentile(ours, 99),
             "µs",
-            "analytics track p50",
-            their_p50,
+            "analytics track p99",
+            percentile(theirs, 99),
             1.0,
         ),
         *bench_spool_latency(spec, events, their_p50),
@@ -194,7 +201,7 @@ def bench_spool_latency(
             forwarder = Forwarder(
                 client, spec=spec, spool=Path(tmp) / f"{label}.db", flush_at_exit=False
             )
-            samples = _latencies(forwarder.forward, with_ids(events, LATENCY_CALLS // 4))
+            samples = _latencies(forwarder.forward, with_ids(events, scaled(LATENCY_CALLS) // 4))
             if isinstance(client, _StuckClient):
                 client.release.set()
             forwarder.close(timeout=None if isinstance(client, _NoOpClient) else 0)
@@ -211,32 +218,78 @@ def bench_spool_latency(
     return rows
 
 
-def bench_end_to_end() -> list[Result]:
-    try:
-        from lago_segment.client import LagoClient
+def _end_to_end_rate(url: str, spec: Mapper, segment_events: list[dict[str, Any]]) -> float:
+    from lago_segment.client import LagoClient
 
-        from ._endpoint import local_endpoint, raw_floor_events_per_s
+    with LagoClient(api_key="bench", api_url=url) as client:
+        forwarder = Forwarder(
+            client, spec=spec, max_queue_size=len(segment_events) * 10, flush_at_exit=False
+        )
+        start = time.perf_counter()
+        for event in segment_events:
+            forwarder.forward(event)
+        forwarder.close(timeout=None)
+        elapsed = time.perf_counter() - start
+    return forwarder.stats.delivered / elapsed
+
+
+def bench_end_to_end() -> list[Result]:
+    """Raw dicts -> map -> POST, against the raw floor: with the stdlib's json and with orjson.
+
+    The three are interleaved, best of each kept, so a noisy neighbour does
+    not favour one of them. ``lago_segment._json._orjson`` is switched in
+    place: the same process, the same spec and events.
+    """
+    from lago_segment import _json
+
+    from ._endpoint import local_endpoint, raw_floor_events_per_s
+
+    try:
+        import orjson
     except ImportError:
-        return []
+        orjson = None
     spec, events, _ = load_spec_and_events()
+    n = scaled(E2E_EVENTS)
+    segment_events = with_ids(events, n)
+    backends = {"stdlib": None, "speedups": orjson} if orjson else {"stdlib": None}
+    best = dict.fromkeys(backends, 0.0)
+    floor = 0.0
+    original = _json._orjson
     with local_endpoint() as url:
-        floor = raw_floor_events_per_s(url, E2E_EVENTS)
-        segment_events = with_ids(events, E2E_EVENTS)
-        best = 0.0
-        for _ in range(3):
-            with LagoClient(api_key="bench", api_url=url) as client:
-                forwarder = Forwarder(
-                    client, spec=spec, max_queue_size=E2E_EVENTS * 10, flush_at_exit=False
-                )
-                start = time.perf_counter()
-                for event in segment_events:
-                    forwarder.forward(event)
-                forwarder.close(timeout=None)
-                elapsed = time.perf_counter() - start
-            best = max(best, forwarder.stats.delivered / elapsed)
-    return [
-        Result("end-to-end raw dicts -> Lago", best, "ev/s", "raw floor httpx", floor, 0.35, True)
+        try:
+            for _ in range(2 if OPTIONS.quick else 3):
+                floor = max(floor, raw_floor_events_per_s(url, n, repeat=1))
+                for name, module in backends.items():
+                    _json._orjson = module
+                    best[name] = max(best[name], _end_to_end_rate(url, spec, segment_events))
+        finally:
+            _json._orjson = original
+    rows = [
+        Result(
+            "end-to-end raw dicts -> Lago, stdlib json",
+            best["stdlib"],
+            "ev/s",
+            "raw floor httpx",
+            floor,
+            0.25,
+            True,
+        )
     ]
+    if orjson is None:
+        print("orjson not installed: no [speedups] figure", file=sys.stderr)
+    else:
+        rows.append(
+            Result(
+                "end-to-end raw dicts -> Lago, [speedups]",
+                best["speedups"],
+                "ev/s",
+                "raw floor httpx",
+                floor,
+                0.35,
+                True,
+            )
+        )
+    return rows
 
 
 def _rss_mb() -> float:
@@ -245,7 +298,7 @@ def _rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _memory_child(mode: str) -> None:
+def _memory_child(mode: str, offered_total: int) -> None:
     """In a fresh process: RSS before, after 10k and after 1M events offered, Lago down."""
     spec, events, _ = load_spec_and_events()
     client = _StuckClient()
@@ -257,12 +310,12 @@ def _memory_child(mode: str) -> None:
             on_full="drop",
             on_error=lambda failure: None,
             spool=Path(tmp) / "spool.db" if mode == "spool" else None,
-            max_spool_events=2 * MEMORY_OFFERED,
+            max_spool_events=2 * offered_total,
             flush_at_exit=False,
         )
         samples = [_rss_mb()]
         offered = 0
-        for n in (10_000, MEMORY_OFFERED - 10_000):
+        for n in (10_000, offered_total - 10_000):
             for i in range(offered, offered + n):
                 forwarder.forward({**events[i % len(events)], "messageId": f"mem-{i:08d}"})
             offered += n
@@ -274,10 +327,18 @@ def _memory_child(mode: str) -> None:
 
 
 def bench_memory() -> list[Result]:
+    offered = MEMORY_OFFERED // 10 if OPTIONS.quick else MEMORY_OFFERED
     rows = []
     for mode in ("memory", "spool"):
         done = subprocess.run(
-            [sys.executable, "-m", "benchmarks.bench_forwarder", "--memory-child", mode],
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.bench_forwarder",
+                "--memory-child",
+                mode,
+                str(offered),
+            ],
             capture_output=True,
             text=True,
             check=True,
@@ -286,7 +347,7 @@ def bench_memory() -> list[Result]:
         before, at_10k, at_1m = json.loads(done.stdout.splitlines()[-1])
         rows.append(
             Result(
-                f"RSS growth 10k->1M offered, Lago down, {mode}",
+                f"RSS growth 10k->{offered // 1000}k offered, Lago down, {mode}",
                 at_1m - at_10k,
                 "MB",
                 "RSS growth 0->10k offered",
@@ -302,6 +363,6 @@ def run() -> list[Result]:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--memory-child"]:
-        _memory_child(sys.argv[2])
+        _memory_child(sys.argv[2], int(sys.argv[3]))
     else:
         print_table(run())

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import email.utils
 import ipaddress
-import json
 import logging
 import math
+import json
 import random
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
@@ -28,7 +28,7 @@ from urllib.parse import quote
 import attrs
 import httpx
 
-from . import _metrics
+from . import _json, _metrics
 from ._results import BatchResult, DeliveryFailure
 from ._version import __version__
 from .errors import (
@@ -407,7 +407,7 @@ _KEPT_EXTENSIONS = ("http_version", "reason_phrase")
 def _dumps(payload: dict[str, Any]) -> bytes:
     # Compact, and no circularity check: we built the payload, it has no cycles
     # (that check costs ~15% of serialization, the client's main CPU cost).
-    return json.dumps(payload, separators=(",", ":"), check_circular=False).encode()
+    return _json.dumps(payload)
 
 
 def event_body(event: LagoEvent) -> bytes:

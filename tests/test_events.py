@@ -424,9 +424,15 @@ def nested(depth: int) -> dict[str, Any]:
     return {**VALID["track"], "properties": value}
 
 
-@pytest.mark.parametrize("encode", [json.dumps, dict])
-def test_nesting_deeper_than_64_is_rejected(encode: Any) -> None:
-    assert str(error_of(encode(nested(70)))) == "message nests deeper than 64 levels @ $"
+def test_nesting_deeper_than_64_is_rejected() -> None:
+    assert str(error_of(json.dumps(nested(70)))) == "message nests deeper than 64 levels @ $"
+
+
+def test_a_mapping_nesting_deeper_than_64_is_rejected_by_to_dict() -> None:
+    # A mapping is not walked when parsed (that walk cost 13% of forward()).
+    event = parse_event(nested(70))
+    with pytest.raises(InvalidEventPayload, match="message nests deeper than 64 levels"):
+        event.to_dict()
 
 
 def test_nesting_of_63_levels_is_accepted() -> None:
@@ -523,7 +529,7 @@ def test_parse_batch_item_over_32_kb_is_rejected_with_its_index() -> None:
 
 def test_parse_batch_item_nesting_too_deep_is_rejected() -> None:
     with pytest.raises(InvalidEventPayload, match="nests deeper") as info:
-        parse_batch([nested(70)])
+        parse_batch(json.dumps([nested(70)]))
     assert info.value.index == 0
 
 
