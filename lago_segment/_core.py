@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import email.utils
 import ipaddress
+import json
 import logging
 import math
-import json
 import random
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
