@@ -1,0 +1,31 @@
+"""Kafka in both directions (the ``lago-segment[kafka]`` extra, on confluent-kafka).
+
+- :class:`SegmentConsumer`: a consumer-group member reading Segment events
+  from topics, delivering them to Lago, committing only settled offsets
+  (the ``lago-segment consume`` command runs one).
+- :class:`RawEventsSink`: produces Lago events to a self-hosted Lago's
+  raw-events topic in lago-api's own format (:func:`raw_event_message`); a
+  stand-in for :class:`~lago_segment.client.LagoClient` under a forwarder or
+  the consumer.
+- :class:`OffsetTracker`: the I/O-free bookkeeping of which offsets may be
+  committed.
+
+See ``docs/scaling-out.md``. Importing this package does not import
+confluent-kafka; building a consumer or a sink does.
+"""
+
+from __future__ import annotations
+
+from ._consumer import ConsumerStats, SegmentConsumer
+from ._offsets import OffsetTracker, Ticket
+from ._sink import KafkaDeliveryError, RawEventsSink, raw_event_message
+
+__all__ = [
+    "ConsumerStats",
+    "KafkaDeliveryError",
+    "OffsetTracker",
+    "RawEventsSink",
+    "SegmentConsumer",
+    "Ticket",
+    "raw_event_message",
+]
