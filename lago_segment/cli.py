@@ -523,6 +523,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="the key the fake accepts (default: a random one; never use a real key here)",
     )
     fake.set_defaults(run=_cmd_fake_lago)
+
+    from .kafka._cli import add_consume_parser  # light: confluent-kafka loads on run
+
+    add_consume_parser(commands, _wrap, raw)
     return parser
 
 

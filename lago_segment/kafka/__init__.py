@@ -10,15 +10,19 @@
 - :class:`OffsetTracker`: the I/O-free bookkeeping of which offsets may be
   committed.
 
-See ``docs/scaling-out.md``. Importing this package does not import
-confluent-kafka; building a consumer or a sink does.
+See ``docs/scaling-out.md``. Importing this package is cheap: the names are
+loaded on first use, and confluent-kafka only when a consumer or a sink is built.
 """
 
 from __future__ import annotations
 
-from ._consumer import ConsumerStats, SegmentConsumer
-from ._offsets import OffsetTracker, Ticket
-from ._sink import KafkaDeliveryError, RawEventsSink, raw_event_message
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._consumer import ConsumerStats, SegmentConsumer
+    from ._offsets import OffsetTracker, Ticket
+    from ._sink import KafkaDeliveryError, RawEventsSink, raw_event_message
 
 __all__ = [
     "ConsumerStats",
@@ -29,3 +33,19 @@ __all__ = [
     "Ticket",
     "raw_event_message",
 ]
+
+_LAZY = {
+    "ConsumerStats": "._consumer",
+    "SegmentConsumer": "._consumer",
+    "OffsetTracker": "._offsets",
+    "Ticket": "._offsets",
+    "KafkaDeliveryError": "._sink",
+    "RawEventsSink": "._sink",
+    "raw_event_message": "._sink",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -501,6 +501,7 @@ class SegmentConsumer:
                 ERROR_HEADER: str(failure.error),
                 PAYLOAD_HEADER: "lago-event",
             },
+            hold=False,
         )
 
     def _dead_letter(
@@ -523,10 +524,17 @@ class SegmentConsumer:
             message.value() or b"",
             message.key(),
             {REASON_HEADER: reason, ERROR_HEADER: problem[:1000], PAYLOAD_HEADER: "segment"},
+            hold=True,
         )
 
     def _produce_dead_letter(
-        self, ticket: Ticket, value: bytes, key: bytes | None, headers: dict[str, str]
+        self,
+        ticket: Ticket,
+        value: bytes,
+        key: bytes | None,
+        headers: dict[str, str],
+        *,
+        hold: bool,
     ) -> None:
         part = ticket.partition.key
         headers = {
@@ -535,7 +543,8 @@ class SegmentConsumer:
             SOURCE_HEADERS[1]: str(part[1]),
             SOURCE_HEADERS[2]: str(ticket.offset),
         }
-        self._tracker.add(ticket)
+        if hold:
+            self._tracker.add(ticket)  # else the Lago event's own part settles with the letter
 
         def on_delivery(error: Any, _message: Any) -> None:
             if error is None:
