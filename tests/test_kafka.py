@@ -85,16 +85,27 @@ def track(n: int, **extra: Any) -> dict[str, Any]:
     }
 
 
-def produce(cluster: tuple[Any, str], topic: str, values: list[bytes]) -> None:
+def produce(cluster: tuple[Any, str], topic: str, values: list[bytes]) -> list[tuple[int, int]]:
+    """Produce ``values`` in order; returns where each landed (partition, offset)."""
     producer, _ = cluster
-    for value in values:
+    where: list[tuple[int, int]] = [(-1, -1)] * len(values)
+
+    def landed(index: int) -> Callable[[Any, Any], None]:
+        def report(error: Any, message: Any) -> None:
+            assert error is None, error
+            where[index] = (message.partition(), message.offset())
+
+        return report
+
+    for index, value in enumerate(values):
         while True:
             try:
-                producer.produce(topic, value)
+                producer.produce(topic, value, on_delivery=landed(index))
                 break
             except BufferError:
                 producer.poll(0.1)
     assert producer.flush(30) == 0
+    return where
 
 
 def offsets(brokers: str, topic: str, group: str) -> tuple[dict[int, int], dict[int, int]]:
@@ -223,7 +234,7 @@ EXPECTED_AMOUNTS = ["0.0", "0.0", "1250.5", "12.0"]
 
 
 def test_raw_event_message_equals_lago_apis_for_each_event() -> None:
-    for event, amount in zip(SINK_EVENTS, EXPECTED_AMOUNTS):
+    for event, amount in zip(SINK_EVENTS, EXPECTED_AMOUNTS, strict=True):
         stored = {**event.to_dict(), "precise_total_amount_cents": None}
         if event.precise_total_amount_cents is not None:
             stored["precise_total_amount_cents"] = amount
@@ -232,7 +243,7 @@ def test_raw_event_message_equals_lago_apis_for_each_event() -> None:
             event, "org-9", ingested_at=INGESTED, source="http_ruby", api_post_processed=False
         )
         assert got == expected
-    key, value = raw_event_message(SINK_EVENTS[1], "org-9", ingested_at=INGESTED)
+    _, value = raw_event_message(SINK_EVENTS[1], "org-9", ingested_at=INGESTED)
     assert value["timestamp"] == "1716200000.123"
     assert value["ingested_at"] == "2026-08-21T13:05:00.123"
     # Not through the API: the events-processor must post-process them itself.
@@ -507,7 +518,7 @@ def test_workers_in_one_group_store_every_event_once_despite_a_kill(
     _, brokers = cluster
     topic, group = unique("segment"), unique("group")
     total = 20_000
-    produce(cluster, topic, [json.dumps(track(n)).encode() for n in range(total)])
+    where = produce(cluster, topic, [json.dumps(track(n)).encode() for n in range(total)])
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(SPEC))
     fake = FakeLago(api_key=KEY)
@@ -521,7 +532,16 @@ def test_workers_in_one_group_store_every_event_once_despite_a_kill(
             workers[0].wait(10)
             assert len(fake.events) < total
             workers.append(worker(spec, brokers, topic, group, url, logs[2]))
-            wait_until(lambda: len(fake.events) >= total, 90, "every event")
+            try:
+                wait_until(lambda: len(fake.events) >= total, 90, "every event")
+            except AssertionError:
+                stored = set(fake.stored_transaction_ids())
+                missing = sorted(where[n] for n in range(total) if f"msg-{n}" not in stored)
+                raise AssertionError(
+                    f"{len(missing)} missing, e.g. {missing[:5]}...{missing[-5:]}; "
+                    f"committed {offsets(brokers, topic, group)}; "
+                    + " | ".join(last_status(log) for log in logs)
+                ) from None
             wait_until(
                 lambda: all("0 unsettled" in last_status(log) for log in logs[1:]),
                 30,
@@ -551,13 +571,15 @@ def test_workers_in_one_group_store_every_event_once_despite_a_kill(
         assert "stopped" in log.read_text()
 
 
+CONSUME = (sys.executable, "-m", "lago_segment", "consume")
+
+
 def test_consume_needs_the_bootstrap_servers(tmp_path: Path) -> None:
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(SPEC))
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAGO_")}
     result = subprocess.run(
-        [sys.executable, "-m", "lago_segment", "consume", str(spec), "--topic", "t"]
-        + ["--group", "g", "-X", "nonsense"],
+        [*CONSUME, str(spec), "--topic", "t", "--group", "g", "-X", "nonsense"],
         capture_output=True,
         text=True,
         env={**env, "PYTHONPATH": str(ROOT)},
@@ -567,8 +589,7 @@ def test_consume_needs_the_bootstrap_servers(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "expected key=value, not 'nonsense'" in result.stderr
     result = subprocess.run(
-        [sys.executable, "-m", "lago_segment", "consume", str(spec), "--topic", "t"]
-        + ["--group", "g"],
+        [*CONSUME, str(spec), "--topic", "t", "--group", "g"],
         capture_output=True,
         text=True,
         env={**env, "PYTHONPATH": str(ROOT), "LAGO_API_KEY": KEY},

@@ -1,4 +1,4 @@
-"""The offset tracker: commit positions are the settled prefix of each partition, no Kafka needed."""
+"""The offset tracker: commit positions are each partition's settled prefix (no Kafka)."""
 
 from __future__ import annotations
 

@@ -196,8 +196,8 @@ def _say(message: str) -> None:
 
 def run_consume(args: argparse.Namespace) -> int:
     """Run ``lago-segment consume``; returns the exit code."""
-    from ..cli import EXIT_FAILED, EXIT_OK, _load_spec, _UsageError
-    from ..errors import LagoSegmentError
+    from lago_segment.cli import EXIT_FAILED, EXIT_OK, _load_spec, _UsageError
+    from lago_segment.errors import LagoSegmentError
 
     if args.batch_size > 100:
         raise _UsageError(f"Lago takes at most 100 events per batch, not {args.batch_size}")
@@ -251,7 +251,7 @@ def run_consume(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace, config: dict[str, Any]) -> Any:
-    from ..cli import _UsageError
+    from lago_segment.cli import _UsageError
 
     if args.raw_events_topic is None:
         if args.organization_id is not None:
@@ -259,7 +259,7 @@ def _client(args: argparse.Namespace, config: dict[str, Any]) -> Any:
         api_key = os.environ.get("LAGO_API_KEY", "")
         if not api_key:
             raise _UsageError("set the LAGO_API_KEY environment variable to your Lago API key")
-        from ..client import LagoClient
+        from lago_segment.client import LagoClient
 
         return LagoClient(api_key, api_url=args.api_url, timeout=args.timeout)
     if not args.organization_id:
@@ -267,9 +267,7 @@ def _client(args: argparse.Namespace, config: dict[str, Any]) -> Any:
     from ._consumer import _common
     from ._sink import RawEventsSink
 
-    sink_config = (
-        dict(args.sink_settings) if args.sink_settings is not None else _common(config)
-    )
+    sink_config = dict(args.sink_settings) if args.sink_settings is not None else _common(config)
     if args.sink_bootstrap_servers:
         sink_config["bootstrap.servers"] = args.sink_bootstrap_servers
     sink_config.setdefault("bootstrap.servers", config["bootstrap.servers"])

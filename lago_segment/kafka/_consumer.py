@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from .._forwarder_core import ErrorCallback, ForwardingError, log_error
-from .._results import BatchResult, DeliveryFailure
-from ..errors import (
+from lago_segment._forwarder_core import ErrorCallback, ForwardingError, log_error
+from lago_segment._results import BatchResult, DeliveryFailure
+from lago_segment.errors import (
     ConfigurationError,
     InvalidEventPayload,
     InvalidLagoEvent,
@@ -33,13 +33,14 @@ from ..errors import (
     MappingError,
     QueueFullError,
 )
+
 from ._offsets import OffsetTracker, PartitionKey, Ticket
 from ._sink import import_kafka
 
 if TYPE_CHECKING:
-    from ..events import SegmentEvent
-    from ..forwarder import Mapper
-    from ..lago import LagoEvent
+    from lago_segment.events import SegmentEvent
+    from lago_segment.forwarder import Mapper
+    from lago_segment.lago import LagoEvent
 
 __all__ = ["ConsumerStats", "SegmentConsumer"]
 
@@ -167,7 +168,7 @@ class _SettlingClient:
 
 
 def _as_transport(exc: Exception) -> Any:
-    from ..errors import LagoConnectionError
+    from lago_segment.errors import LagoConnectionError
 
     return LagoConnectionError(f"the client raised {type(exc).__name__}: {exc}")
 
@@ -243,7 +244,7 @@ class SegmentConsumer:
         ):
             if number <= 0:
                 raise ConfigurationError(name, f"must be positive, not {number}")
-        from ..forwarder import Forwarder
+        from lago_segment.forwarder import Forwarder
 
         self._kafka = kafka
         self._topics = list(topics)
@@ -295,7 +296,10 @@ class SegmentConsumer:
         self._dead_letter_topic = dead_letter_topic
 
         options: dict[str, Any] = {}
-        if max_in_flight is not None and "max_in_flight" in inspect.signature(Forwarder).parameters:
+        if (
+            max_in_flight is not None
+            and "max_in_flight" in inspect.signature(Forwarder).parameters
+        ):
             options["max_in_flight"] = max_in_flight
         self._forwarder = Forwarder(
             _SettlingClient(client, self),
@@ -386,6 +390,14 @@ class SegmentConsumer:
             logger.info("lago_segment: %d messages unsettled; consumption paused", waiting)
         elif self._paused and waiting <= self._max_unsettled // 2:
             self._paused = False
+            # Resume exactly after the last message read: nothing skipped, whatever
+            # the client had prefetched before the pause.
+            following = self._tracker.next_offsets()
+            for tp in self._partitions():
+                offset = following.get((tp.topic, tp.partition))
+                if offset is not None:
+                    tp.offset = offset
+                    self._consumer.seek(tp)
             self._consumer.resume(self._partitions())
             logger.info("lago_segment: consumption resumed")
 
@@ -604,6 +616,7 @@ class SegmentConsumer:
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         keys = {(tp.topic, tp.partition) for tp in partitions}
         if self._tracker.unsettled_in(keys):
+            self._commit(keys)  # what is settled already, before the group moves on
             self._settle_all(self._revoke_timeout)
         self._commit(keys)
         abandoned = self._tracker.release(keys)

@@ -22,7 +22,7 @@ PartitionKey = tuple[str, int]
 
 
 class _Partition:
-    __slots__ = ("abandoned", "committed", "done_until", "key", "open")
+    __slots__ = ("abandoned", "committed", "done_until", "key", "last", "open")
 
     def __init__(self, key: PartitionKey) -> None:
         self.key = key
@@ -31,6 +31,7 @@ class _Partition:
         self.done_until: int | None = None
         self.committed: int | None = None
         self.abandoned = False
+        self.last = -1
 
 
 @attrs.define(slots=True, eq=False)
@@ -68,6 +69,7 @@ class OffsetTracker:
             if part is None:
                 part = self._partitions[key] = _Partition(key)
             ticket = Ticket(part, offset)
+            part.last = offset
             part.open.append(ticket)
             self._unsettled += 1
             return ticket
@@ -108,6 +110,11 @@ class OffsetTracker:
                 part = self._partitions.get(key)
                 if part is not None:
                     part.committed = offset
+
+    def next_offsets(self) -> dict[PartitionKey, int]:
+        """Per partition, the offset just past the last message read (where reading resumes)."""
+        with self._lock:
+            return {key: part.last + 1 for key, part in self._partitions.items() if part.last >= 0}
 
     def release(self, partitions: set[PartitionKey]) -> int:
         """Forget partitions no longer ours; returns how many messages were abandoned.

@@ -18,9 +18,9 @@ from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .._results import BatchResult, DeliveryFailure
-from ..errors import ConfigurationError, LagoTransportError, LagoValidationError
-from ..lago import LagoEvent, unix_seconds
+from lago_segment._results import BatchResult, DeliveryFailure
+from lago_segment.errors import ConfigurationError, LagoTransportError, LagoValidationError
+from lago_segment.lago import LagoEvent, unix_seconds
 
 if TYPE_CHECKING:
     import confluent_kafka
@@ -212,9 +212,7 @@ class RawEventsSink:
         self._clock = clock or (lambda: datetime.now(timezone.utc))
 
     def __repr__(self) -> str:
-        return (
-            f"RawEventsSink(topic={self.topic!r}, organization_id={self.organization_id!r})"
-        )
+        return f"RawEventsSink(topic={self.topic!r}, organization_id={self.organization_id!r})"
 
     def message(self, event: LagoEvent) -> tuple[str, dict[str, Any]]:
         """The key and value this sink produces for ``event``."""
