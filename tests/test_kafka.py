@@ -598,3 +598,33 @@ def test_consume_needs_the_bootstrap_servers(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "--bootstrap-servers" in result.stderr
+
+
+def test_stopping_during_an_outage_commits_nothing_unsettled_and_returns(
+    cluster: tuple[Any, str],
+) -> None:
+    _, brokers = cluster
+    topic, group = unique("segment"), unique("group")
+    produce(cluster, topic, [json.dumps(track(n)).encode() for n in range(50)])
+    fake = FakeLago(api_key=KEY)
+    fake.fail_randomly(1.0, faults=[503])
+    errors: list[ForwardingError] = []
+    consumer = consumer_for(
+        fake_client(fake),
+        brokers,
+        topic,
+        group,
+        retry_wait=0.05,
+        shutdown_timeout=0.5,
+        revoke_timeout=0.5,
+        on_error=errors.append,
+    )
+    running = Running(consumer)
+    with running:
+        wait_until(lambda: consumer.stats.outage_retries >= 2, 30, "retries")
+    assert isinstance(running.result, ConsumerStats)
+    assert running.result.delivered == 0
+    assert errors
+    assert all(not e.permanent for e in errors)  # kept in Kafka, read again next time
+    committed, _ = offsets(brokers, topic, group)
+    assert all(offset < 0 for offset in committed.values())

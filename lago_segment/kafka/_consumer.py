@@ -29,6 +29,7 @@ from lago_segment.errors import (
     ConfigurationError,
     InvalidEventPayload,
     InvalidLagoEvent,
+    LagoConnectionError,
     LagoSegmentError,
     MappingError,
     QueueFullError,
@@ -128,6 +129,12 @@ class _SettlingClient:
         retries = 0
         wait = consumer.retry_wait
         while True:
+            if consumer._giving_up.is_set():
+                # Shutting down past its deadline: not sent, so not settled, not
+                # committed; the partition's next reader sends them.
+                error = LagoConnectionError("the consumer stopped before this was sent")
+                failed.extend(DeliveryFailure(e, error, permanent=False) for e in todo)
+                break
             try:
                 result = self._client.send_batch(todo)
             except Exception as exc:  # a broken client: the same as an outage
@@ -167,9 +174,7 @@ class _SettlingClient:
         return BatchResult(tuple(delivered), tuple(duplicates), tuple(failed), retries)
 
 
-def _as_transport(exc: Exception) -> Any:
-    from lago_segment.errors import LagoConnectionError
-
+def _as_transport(exc: Exception) -> LagoConnectionError:
     return LagoConnectionError(f"the client raised {type(exc).__name__}: {exc}")
 
 
@@ -280,7 +285,9 @@ class SegmentConsumer:
         )
         self._count_lock = threading.Lock()
         self._paused = False
-        self._assignment: set[PartitionKey] = set()
+        self._repause = False
+        # Rebound, never mutated: stats() reads it from other threads.
+        self._assignment: frozenset[PartitionKey] = frozenset()
 
         consumer_config = {
             "auto.offset.reset": "earliest",
@@ -384,6 +391,12 @@ class SegmentConsumer:
 
     def _backpressure(self) -> None:
         waiting = self._tracker.unsettled()
+        if self._repause:
+            # Partitions assigned while paused start paused too (outside the callback,
+            # once the assignment is in effect).
+            self._repause = False
+            if self._paused:
+                self._consumer.pause(self._partitions())
         if not self._paused and waiting >= self._max_unsettled:
             self._paused = True
             self._consumer.pause(self._partitions())
@@ -609,9 +622,8 @@ class SegmentConsumer:
         return self._dead_letters.flush(left) == 0 and done
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
-        self._assignment |= {(tp.topic, tp.partition) for tp in partitions}
-        if self._paused:
-            consumer.pause(partitions)
+        self._assignment = self._assignment | {(tp.topic, tp.partition) for tp in partitions}
+        self._repause = True
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         keys = {(tp.topic, tp.partition) for tp in partitions}
@@ -627,12 +639,12 @@ class SegmentConsumer:
                 abandoned,
                 sorted(keys),
             )
-        self._assignment -= keys
+        self._assignment = self._assignment - keys
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
         keys = {(tp.topic, tp.partition) for tp in partitions}
         self._tracker.release(keys)
-        self._assignment -= keys
+        self._assignment = self._assignment - keys
 
     def _shutdown(self) -> None:
         try:
