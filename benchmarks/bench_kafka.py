@@ -8,7 +8,8 @@
 
 Both deliver to a client that accepts every batch at once, so the figures
 are the pipeline's own cost, not Lago's. A worker's time runs from its first
-message to its last delivery (the ~3 s group join is not counted).
+message to its last delivery; the events are produced once the group has
+formed, so the ~3 s group join is not counted.
 
 Run: ``python -m benchmarks.bench_kafka``.
 """
@@ -98,7 +99,11 @@ def _in_process(payloads: list[bytes]) -> float:
 
 
 def _worker(brokers: str, topic: str, group: str) -> None:
-    """One worker process: consume until SIGTERM, then print its count and span."""
+    """One worker process: consume until SIGTERM, then print its count and span.
+
+    Prints ``assigned N`` whenever its assignment changes, so the parent can
+    produce once the group is stable (a join takes ~3 s and is not measured).
+    """
     from lago_segment.kafka import SegmentConsumer
     from lago_segment.mapping import MappingSpec
 
@@ -111,18 +116,52 @@ def _worker(brokers: str, topic: str, group: str) -> None:
         config={"bootstrap.servers": brokers, "log_level": 0},
     )
     first: list[float] = []
-    original = consumer._tracker.track
+    track, assign, revoke = (
+        consumer._tracker.track,
+        consumer._on_assign,
+        consumer._on_revoke,
+    )
 
-    def track(*args: Any) -> Any:
+    def tracked(*args: Any) -> Any:
         if not first:
             first.append(time.perf_counter())
-        return original(*args)
+        return track(*args)
 
-    consumer._tracker.track = track  # type: ignore[method-assign]
+    def assigned(*args: Any) -> None:
+        assign(*args)
+        print(f"assigned {len(consumer._assignment)}", flush=True)
+
+    def revoked(*args: Any) -> None:
+        revoke(*args)
+        print(f"assigned {len(consumer._assignment)}", flush=True)
+
+    consumer._tracker.track = tracked  # type: ignore[method-assign]
+    consumer._on_assign = assigned  # type: ignore[method-assign]
+    consumer._on_revoke = revoked  # type: ignore[method-assign]
     signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
     consumer.run()
     span = {"count": client.count, "first": first[0] if first else 0.0, "last": client.last}
     print(json.dumps(span), flush=True)
+
+
+class _Process:
+    """A worker process whose stdout lines are collected by a thread."""
+
+    def __init__(self, command: list[str]) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.popen = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self.lines.append(line.strip())
+
+    def assigned(self) -> int:
+        marks = [line for line in self.lines if line.startswith("assigned ")]
+        return int(marks[-1].split()[1]) if marks else 0
 
 
 def _committed_all(kafka: Any, brokers: str, topic: str, group: str) -> bool:
@@ -138,27 +177,53 @@ def _committed_all(kafka: Any, brokers: str, topic: str, group: str) -> bool:
         consumer.close()
 
 
-def _workers(kafka: Any, brokers: str, topic: str, count: int) -> float:
-    group = f"bench-{topic}-{count}"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "benchmarks.bench_kafka", "worker", brokers, topic, group]
-    processes = [
-        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) for _ in range(count)
-    ]
+def _produce(producer: Any, topic: str, payloads: list[bytes]) -> None:
+    for payload in payloads:
+        while True:
+            try:
+                producer.produce(topic, payload)
+                break
+            except BufferError:
+                producer.poll(0.1)
+    producer.flush(60)
+
+
+def _wait(condition: Any, what: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"bench_kafka: timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _workers(kafka: Any, cluster: Any, brokers: str, payloads: list[bytes], count: int) -> float:
+    """Events/s of ``count`` workers in one group, from first message to last delivery."""
+    topic = f"bench-segment-{os.getpid()}-{count}"
+    _produce(cluster, topic, payloads[:1])  # creates the topic (4 partitions)
+    command = [sys.executable, "-m", "benchmarks.bench_kafka", "worker", brokers, topic, topic]
+    workers = [_Process(command) for _ in range(count)]
     try:
-        deadline = time.monotonic() + 300
-        while not _committed_all(kafka, brokers, topic, group):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the workers did not finish in 300 s")
-            time.sleep(0.5)
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        spans = [json.loads(process.communicate(timeout=60)[0]) for process in processes]
+        partitions = len(cluster.list_topics(topic, timeout=10).topics[topic].partitions)
+        _wait(
+            lambda: (
+                all(w.assigned() for w in workers)
+                and sum(w.assigned() for w in workers) == partitions
+            ),
+            "the group to form",
+        )
+        _produce(cluster, topic, payloads[1:])
+        _wait(lambda: _committed_all(kafka, brokers, topic, topic), "the workers", 300.0)
+        for worker in workers:
+            worker.popen.send_signal(signal.SIGTERM)
+        for worker in workers:
+            worker.popen.wait(60)
+            worker.reader.join(10)
+        spans = [json.loads(w.lines[-1]) for w in workers]
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        for worker in workers:
+            if worker.popen.poll() is None:
+                worker.popen.kill()
+                worker.popen.wait()
     done = sum(s["count"] for s in spans)
     # perf_counter is CLOCK_MONOTONIC on Linux: comparable across processes.
     begin = min(s["first"] for s in spans if s["count"])
@@ -178,18 +243,9 @@ def run() -> list[Result]:
     brokers = ",".join(
         f"{b.host}:{b.port}" for b in cluster.list_topics(timeout=10).brokers.values()
     )
-    topic = f"bench-segment-{os.getpid()}"
-    for payload in payloads:
-        while True:
-            try:
-                cluster.produce(topic, payload)
-                break
-            except BufferError:
-                cluster.poll(0.1)
-    cluster.flush(60)
     forwarder = _in_process(payloads)
-    one = _workers(kafka, brokers, topic, 1)
-    two = _workers(kafka, brokers, topic, 2)
+    one = _workers(kafka, cluster, brokers, payloads, 1)
+    two = _workers(kafka, cluster, brokers, payloads, 2)
     return [
         Result(
             "kafka: 1 consume worker, events/s",

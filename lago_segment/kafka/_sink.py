@@ -254,25 +254,21 @@ class RawEventsSink:
             self._produce(key, data, batch, index)
             produced.append(index)
         deadline_reached = not self._wait(batch)
-        for index, error in batch.errors.items():
+        with batch.lock:  # another thread's poll() may still run late callbacks
+            errors = dict(batch.errors)
+        for index, error in errors.items():
             failed[index] = DeliveryFailure(
                 events[index], _delivery_error(error), permanent=not error.retriable()
             )
         if deadline_reached:
+            # No report yet: it may still be delivered, so only a retry is safe
+            # (Lago's pipeline deduplicates on transaction_id and timestamp).
+            late = KafkaDeliveryError(
+                "no delivery report before the deadline", kafka_error="_TIMED_OUT", retriable=True
+            )
             for index in produced:
-                if index not in failed and index not in batch.errors:
-                    failed.setdefault(
-                        index,
-                        DeliveryFailure(
-                            events[index],
-                            KafkaDeliveryError(
-                                "no delivery report before the deadline",
-                                kafka_error="_TIMED_OUT",
-                                retriable=True,
-                            ),
-                            permanent=False,
-                        ),
-                    )
+                if index not in failed:
+                    failed[index] = DeliveryFailure(events[index], late, permanent=False)
         delivered = tuple(e for i, e in enumerate(events) if i not in failed)
         return BatchResult(delivered=delivered, failed=tuple(failed[i] for i in sorted(failed)))
 
