@@ -628,3 +628,56 @@ def test_stopping_during_an_outage_commits_nothing_unsettled_and_returns(
     assert all(not e.permanent for e in errors)  # kept in Kafka, read again next time
     committed, _ = offsets(brokers, topic, group)
     assert all(offset < 0 for offset in committed.values())
+
+
+def test_consume_can_produce_lago_events_to_the_raw_events_topic(
+    cluster: tuple[Any, str], tmp_path: Path
+) -> None:
+    _, brokers = cluster
+    topic, group, raw = unique("segment"), unique("group"), unique("events_raw")
+    produce(cluster, topic, [json.dumps(track(n)).encode() for n in range(40)])
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(SPEC))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAGO_")}
+    log = tmp_path / "consume.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                *CONSUME,
+                str(spec),
+                "--bootstrap-servers",
+                brokers,
+                "--topic",
+                topic,
+                "--group",
+                group,
+                "--raw-events-topic",
+                raw,
+                "--organization-id",
+                "org-7",
+                "-X",
+                "log_level=0",
+            ],
+            env={**env, "PYTHONPATH": str(ROOT)},  # no LAGO_API_KEY: Lago's API is not used
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
+    try:
+        messages = read_all(brokers, raw, 40, timeout=60)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert len(messages) == 40
+    values = sorted((json.loads(m.value()) for m in messages), key=lambda v: v["transaction_id"])
+    assert {v["transaction_id"] for v in values} == {f"msg-{n}" for n in range(40)}
+    for message in messages:
+        value = json.loads(message.value())
+        assert message.key() == f"org-7-{value['external_subscription_id']}".encode()
+        assert value["timestamp"] == "1779271200.0"
+        assert value["precise_total_amount_cents"] == "0.0"
+        assert value["source"] == "lago-segment"
+        assert not value["ingested_at"].endswith("Z")
+    assert_all_committed(brokers, topic, group)
