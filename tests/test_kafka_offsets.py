@@ -74,3 +74,15 @@ def test_a_released_partition_ignores_late_settlements() -> None:
     assert tracker.positions() == {}
     tracker.settle(again)
     assert tracker.positions() == {("t", 0): 1}
+
+
+def test_a_restarted_stream_is_not_moved_by_messages_read_before_it() -> None:
+    tracker = OffsetTracker()
+    stale = [tracker.track("t", 0, offset) for offset in (50, 51)]  # read before a revoke
+    fresh = tracker.track("t", 0, 40)  # the re-assigned partition starts at its commit
+    for ticket in stale:
+        tracker.settle(ticket)
+    assert tracker.positions() == {}  # 52 would skip 40..49
+    assert tracker.unsettled() == 1
+    tracker.settle(fresh)
+    assert tracker.positions() == {("t", 0): 41}

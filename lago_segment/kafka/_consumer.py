@@ -424,6 +424,10 @@ class SegmentConsumer:
                 raise self._kafka.KafkaException(error)
             logger.warning("lago_segment: Kafka consumer error: %s", error)
             return
+        if (message.topic(), message.partition()) not in self._assignment:
+            # Fetched before its partition was revoked: its next owner reads it. Tracking
+            # it would commit an offset for a partition another member now owns.
+            return
         ticket = self._tracker.track(message.topic(), message.partition(), message.offset())
         self._count(consumed=1)
         value = message.value()
@@ -461,8 +465,10 @@ class SegmentConsumer:
             try:
                 self._forwarder.forward(payload)
             except InvalidEventPayload as exc:
+                self._disown()  # e.g. a batch payload whose later event was invalid
                 return "not_segment_event", f"not a Segment event: {exc}"
             except (MappingError, InvalidLagoEvent) as exc:
+                self._disown()
                 return "mapping_failed", f"mapping failed: {exc}"
             except QueueFullError:
                 self._disown()  # not queued after all: map again once there is room
@@ -601,7 +607,8 @@ class SegmentConsumer:
     # -- commits and rebalances -------------------------------------------------------------
 
     def _commit(self, partitions: set[PartitionKey] | None = None) -> None:
-        positions = self._tracker.positions(partitions)
+        owned = set(self._assignment) if partitions is None else partitions & self._assignment
+        positions = self._tracker.positions(owned)
         if not positions:
             return
         offsets = [self._kafka.TopicPartition(t, p, o) for (t, p), o in positions.items()]

@@ -66,6 +66,13 @@ class OffsetTracker:
         key = (topic, partition)
         with self._lock:
             part = self._partitions.get(key)
+            if part is not None and offset <= part.last:
+                # The partition's stream restarted (re-assigned, or a message read
+                # before a revocation came after it): what was read before belongs
+                # to the old stream and must never move the new one's position.
+                part.abandoned = True
+                self._unsettled -= sum(1 for t in part.open if t.pending > 0)
+                part = None
             if part is None:
                 part = self._partitions[key] = _Partition(key)
             ticket = Ticket(part, offset)
