@@ -392,11 +392,13 @@ class SegmentConsumer:
     def _backpressure(self) -> None:
         waiting = self._tracker.unsettled()
         if self._repause:
-            # Partitions assigned while paused start paused too (outside the callback,
-            # once the assignment is in effect).
+            # librdkafka keeps a partition's pause across a rebalance: once the new
+            # assignment is in effect, make every partition match our state.
             self._repause = False
             if self._paused:
                 self._consumer.pause(self._partitions())
+            else:
+                self._consumer.resume(self._partitions())
         if not self._paused and waiting >= self._max_unsettled:
             self._paused = True
             self._consumer.pause(self._partitions())
@@ -606,20 +608,30 @@ class SegmentConsumer:
 
     # -- commits and rebalances -------------------------------------------------------------
 
-    def _commit(self, partitions: set[PartitionKey] | None = None) -> None:
+    def _commit(self, partitions: set[PartitionKey] | None = None) -> bool:
+        """Commit the settled positions of owned partitions; False if Kafka refused."""
         owned = set(self._assignment) if partitions is None else partitions & self._assignment
         positions = self._tracker.positions(owned)
         if not positions:
-            return
+            return True
         offsets = [self._kafka.TopicPartition(t, p, o) for (t, p), o in positions.items()]
         try:
             self._consumer.commit(offsets=offsets, asynchronous=False)
         except self._kafka.KafkaException as exc:
             # Typically a rebalance in progress: the positions stay and are tried again.
             logger.warning("lago_segment: offset commit failed: %s", exc)
-            return
+            return False
         self._tracker.committed(positions)
         self._count(committed=1)
+        return True
+
+    def _final_commit(self, attempts: int = 10) -> None:
+        """Commit what is settled, retrying while the group rebalances (a peer leaving)."""
+        for _ in range(attempts):
+            if self._commit():
+                return
+            # Serves the rebalance; a message it returns is not tracked, so not committed.
+            self._consumer.poll(0.5)
 
     def _settle_all(self, timeout: float) -> bool:
         """Wait (at most ``timeout`` s) until everything handed on so far is settled."""
@@ -657,7 +669,7 @@ class SegmentConsumer:
         try:
             if not self._settle_all(self._shutdown_timeout):
                 self._giving_up.set()
-            self._commit()
+            self._final_commit()
         finally:
             self._giving_up.set()
             try:
