@@ -170,9 +170,9 @@ def _committed_all(kafka: Any, brokers: str, topic: str, group: str) -> bool:
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         tps = [kafka.TopicPartition(topic, p) for p in parts]
         committed = consumer.committed(tps, timeout=10)
-        return all(
-            tp.offset == consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in committed
-        )
+        ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in committed]
+        # An empty partition has nothing to commit.
+        return all(tp.offset == end or end == 0 for tp, end in zip(committed, ends, strict=True))
     finally:
         consumer.close()
 
