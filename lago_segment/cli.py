@@ -1062,12 +1062,21 @@ def _add_fake_lago(commands: _Commands) -> None:
     fake.set_defaults(run=_cmd_fake_lago)
 
 
+
+def _add_consume(commands: _Commands) -> None:
+    """Register ``consume SPEC`` (Kafka; confluent-kafka is imported only when it runs)."""
+    from .kafka._cli import add_consume_parser
+
+    add_consume_parser(commands, _wrap, argparse.RawDescriptionHelpFormatter)
+
+
 _COMMANDS: list[Callable[[_Commands], None]] = [  # one register function per subcommand
     _add_check,
     _add_map,
     _add_explain,
     _add_replay,
     _add_fake_lago,
+    _add_consume,
 ]
 
 

@@ -1,0 +1,51 @@
+"""Kafka in both directions (the ``lago-segment[kafka]`` extra, on confluent-kafka).
+
+- :class:`SegmentConsumer`: a consumer-group member reading Segment events
+  from topics, delivering them to Lago, committing only settled offsets
+  (the ``lago-segment consume`` command runs one).
+- :class:`RawEventsSink`: produces Lago events to a self-hosted Lago's
+  raw-events topic in lago-api's own format (:func:`raw_event_message`); a
+  stand-in for :class:`~lago_segment.client.LagoClient` under a forwarder or
+  the consumer.
+- :class:`OffsetTracker`: the I/O-free bookkeeping of which offsets may be
+  committed.
+
+See ``docs/scaling-out.md``. Importing this package is cheap: the names are
+loaded on first use, and confluent-kafka only when a consumer or a sink is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._consumer import ConsumerStats, SegmentConsumer
+    from ._offsets import OffsetTracker, Ticket
+    from ._sink import KafkaDeliveryError, RawEventsSink, raw_event_message
+
+__all__ = [
+    "ConsumerStats",
+    "KafkaDeliveryError",
+    "OffsetTracker",
+    "RawEventsSink",
+    "SegmentConsumer",
+    "Ticket",
+    "raw_event_message",
+]
+
+_LAZY = {
+    "ConsumerStats": "._consumer",
+    "SegmentConsumer": "._consumer",
+    "OffsetTracker": "._offsets",
+    "Ticket": "._offsets",
+    "KafkaDeliveryError": "._sink",
+    "RawEventsSink": "._sink",
+    "raw_event_message": "._sink",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
