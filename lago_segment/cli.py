@@ -1062,7 +1062,6 @@ def _add_fake_lago(commands: _Commands) -> None:
     fake.set_defaults(run=_cmd_fake_lago)
 
 
-
 def _add_consume(commands: _Commands) -> None:
     """Register ``consume SPEC`` (Kafka; confluent-kafka is imported only when it runs)."""
     from .kafka._cli import add_consume_parser
