@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .errors import (
+    ClientClosedError,
     ConfigurationError,
     DropEvent,
     EventNotSupported,
@@ -34,6 +35,7 @@ from .errors import (
     LagoConnectionError,
     LagoNotFoundError,
     LagoRateLimitError,
+    LagoResponseTooLargeError,
     LagoSegmentError,
     LagoServerError,
     LagoTimeoutError,
@@ -42,6 +44,8 @@ from .errors import (
     MappingError,
     QueueFullError,
     RetryError,
+    SpecError,
+    SpoolError,
     ValidationError,
 )
 
@@ -122,6 +126,7 @@ __all__ = [
     "AsyncForwarder",
     "AsyncLagoClient",
     "BatchResult",
+    "ClientClosedError",
     "ConfigurationError",
     "Delete",
     "DeliveryFailure",
@@ -146,6 +151,7 @@ __all__ = [
     "LagoEvent",
     "LagoNotFoundError",
     "LagoRateLimitError",
+    "LagoResponseTooLargeError",
     "LagoSegmentError",
     "LagoServerError",
     "LagoTimeoutError",
@@ -161,6 +167,8 @@ __all__ = [
     "Screen",
     "SegmentEvent",
     "Settings",
+    "SpecError",
+    "SpoolError",
     "Track",
     "US_API_URL",
     "ValidationError",

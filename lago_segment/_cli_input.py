@@ -20,6 +20,7 @@ import io
 import json
 import os
 import re
+import stat
 import sys
 import zlib
 from collections.abc import Callable, Iterator
@@ -367,7 +368,8 @@ def open_source(name: str) -> Source:
         closers: list[_Stream] = []
     else:
         raw = open(name, "rb")  # noqa: SIM115 - closed by Source.close
-        size = os.fstat(raw.fileno()).st_size
+        status = os.fstat(raw.fileno())
+        size = status.st_size if stat.S_ISREG(status.st_mode) else None  # a FIFO: like stdin
         closers = [raw]
     stream: _Stream = raw
     try:

@@ -548,7 +548,9 @@ class _Replay:
         from ._cli_replay import CheckpointError
 
         status = EXIT_OK
-        if self.args.max_in_flight > 1:
+        # A pipe (size None) may block between lines: batches still in flight
+        # would then wait unrecorded, so a pipe is sent one batch at a time.
+        if self.args.max_in_flight > 1 and self.source.size is not None:
             from concurrent.futures import ThreadPoolExecutor
 
             self.pool = ThreadPoolExecutor(self.args.max_in_flight, "lago-segment-replay")
@@ -1007,8 +1009,9 @@ def _add_replay(commands: _Commands) -> None:
         type=_positive_int,
         metavar="N",
         default=4,
-        help="batches sent at once (default: %(default)s: about 200 requests/s at a 20 ms "
-        "round trip, under half of Lago Cloud's 500 event requests/s per organization)",
+        help="batches sent at once from a file (default: %(default)s: about 200 requests/s at "
+        "a 20 ms round trip, under half of Lago Cloud's 500 event requests/s per "
+        "organization); stdin and pipes are sent one batch at a time",
     )
     replay.add_argument(
         "--timeout",

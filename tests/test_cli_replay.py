@@ -303,6 +303,8 @@ class _OverlapServer:
                 with server.cond:
                     server.active -= 1
 
+        return Handler
+
 
 def test_max_in_flight_sends_batches_at_once_and_stores_each_event_once(
     events: Path, tmp_path: Path
