@@ -120,11 +120,14 @@ def test_dumps_refuses_what_the_stdlib_refuses(backend: str) -> None:
 
 
 def lago_events() -> st.SearchStrategy[LagoEvent]:
+    # Only values a LagoEvent accepts (lago.number_problem): below 10**25, at
+    # most 15 decimal places, timestamps up to the year 9999.
+    limit = 10**24
     property_values = (
         st.text()
-        | st.integers()
-        | st.floats(allow_nan=False, allow_infinity=False)
-        | st.decimals(allow_nan=False, allow_infinity=False)
+        | st.integers(min_value=-limit, max_value=limit)
+        | st.floats(min_value=-1e24, max_value=1e24)
+        | st.decimals(min_value=-limit, max_value=limit, places=6)
     )
     ids = st.text(min_size=1).filter(str.strip)
     return st.builds(
@@ -132,7 +135,7 @@ def lago_events() -> st.SearchStrategy[LagoEvent]:
         transaction_id=ids,
         external_subscription_id=ids,
         code=ids,
-        timestamp=st.integers(min_value=0, max_value=2**40)
+        timestamp=st.integers(min_value=0, max_value=253402300799)
         | st.decimals(min_value=0, max_value=2**33, places=3),
         properties=st.dictionaries(st.text(), property_values, max_size=4),
     )
