@@ -121,7 +121,8 @@ def fetch_billable_metrics(
     """
     import httpx
 
-    from ._core import check_api_url, error_from_response, transport_error
+    from .client._responses import error_from_response, transport_error
+    from .client._urls import check_api_url
 
     base = check_api_url(api_url, allow_insecure_http=False)
     metrics: list[dict[str, Any]] = []

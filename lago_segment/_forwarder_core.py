@@ -20,9 +20,11 @@ import attrs
 import httpx
 
 from . import _metrics
-from ._core import Call, Flow, Wait, is_testing, server_wait
 from ._handlers import CALL_TYPES, Handler, HandlerRetry, Settings, handler_flow
-from ._results import BatchResult
+from ._retry import is_testing
+from .client._flows import Call, Flow, Wait
+from .client._responses import server_wait
+from .client._results import BatchResult
 from .errors import (
     ConfigurationError,
     ForwarderClosedError,
@@ -519,7 +521,7 @@ class Core:
         Spec rules first, then the handler for the event's type; both contribute.
         Raises mapping errors when ``mapping_errors="raise"`` (before its first
         step); handler errors are reported, never raised. Yields a
-        :class:`~lago_segment._core.Wait` before each handler retry.
+        :class:`~lago_segment.client._flows.Wait` before each handler retry.
         """
         if self.closed:
             raise ForwarderClosedError("forward() was called after close()")

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import attrs
 
-from ._core import Wait
+from .client._flows import Wait
 from .errors import DropEvent, RetryError
 from .lago import LagoEvent
 
@@ -138,8 +138,8 @@ def handler_flow(
 ) -> Generator[Wait, None, HandlerOutcome]:
     """Call ``handler`` and classify what happened, retrying on :class:`RetryError`.
 
-    A flow like the clients' (:mod:`lago_segment._core`): it yields a
-    :class:`~lago_segment._core.Wait` before each retry, which the thread
+    A flow like the clients' (:mod:`lago_segment.client._flows`): it yields a
+    :class:`~lago_segment.client._flows.Wait` before each retry, which the thread
     forwarder sleeps and the asyncio forwarder awaits, and returns the
     :class:`HandlerOutcome`. Never raises (except ``BaseException``s that are
     not ``Exception``, such as ``KeyboardInterrupt``): every error becomes an

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Histogram, MeterProvider, Observation
 
-    from lago_segment._results import BatchResult
+    from lago_segment.client._results import BatchResult
     from lago_segment.lago import LagoEvent
 
 __all__ = [

@@ -25,7 +25,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from ._core import Wait
 from ._forwarder_core import (
     DEFAULT_MAX_IN_FLIGHT,
     Core,
@@ -47,6 +46,7 @@ from ._forwarder_core import (
 from ._handlers import Handler, HandlerRetry, Settings
 from ._spool import SpoolStore, SpoolSync
 from .client import AsyncLagoClient, LagoClient
+from .client._flows import Wait
 from .errors import (
     ConfigurationError,
     ForwarderClosedError,

@@ -9,16 +9,11 @@ import httpx
 import pytest
 from lago_client_support import make_event
 
-from lago_segment._core import (
-    ClientCore,
-    RetryPolicy,
-    Wait,
-    check_api_url,
-    plan_batches,
-    rate_limit_info,
-    rejected_indices,
-    server_wait,
-)
+from lago_segment._retry import RetryPolicy
+from lago_segment.client._batching import plan_batches
+from lago_segment.client._flows import ClientCore, Wait
+from lago_segment.client._responses import rate_limit_info, rejected_indices, server_wait
+from lago_segment.client._urls import check_api_url
 from lago_segment.errors import ConfigurationError
 from lago_segment.testing import set_testing
 

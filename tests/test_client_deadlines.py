@@ -8,7 +8,8 @@ import tracemalloc
 import pytest
 from lago_client_support import RawServer, Runner, json_reply, lago, make_event
 
-from lago_segment._core import BATCH_PATH, Call, ClientCore, RetryPolicy
+from lago_segment._retry import RetryPolicy
+from lago_segment.client._flows import BATCH_PATH, Call, ClientCore
 from lago_segment.errors import LagoResponseTooLargeError, LagoTimeoutError
 
 __all__ = ["lago"]

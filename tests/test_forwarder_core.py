@@ -8,7 +8,6 @@ import httpx
 import pytest
 from forwarder_support import PERMANENT, TRANSIENT, lago
 
-from lago_segment._core import Call, Wait
 from lago_segment._forwarder_core import (
     Abandoned,
     Core,
@@ -20,6 +19,7 @@ from lago_segment._forwarder_core import (
 )
 from lago_segment._handlers import HandlerRetry
 from lago_segment.client import BatchResult, DeliveryFailure
+from lago_segment.client._flows import Call, Wait
 from lago_segment.errors import LagoRateLimitError
 from lago_segment.lago import LagoEvent
 

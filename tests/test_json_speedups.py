@@ -17,7 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lago_segment import _core, _json
+from lago_segment import _json
+from lago_segment.client import _batching
 from lago_segment.errors import InvalidEventPayload
 from lago_segment.events import Track, parse_event
 from lago_segment.lago import LagoEvent
@@ -145,12 +146,12 @@ def lago_events() -> st.SearchStrategy[LagoEvent]:
 @given(events=st.lists(lago_events(), min_size=1, max_size=5))
 def test_the_batch_body_is_the_same_with_and_without_speedups(events: list[LagoEvent]) -> None:
     dicts = [e.to_dict() for e in events]
-    assert _core.batch_body(dicts) == stdlib_dumps({"events": dicts})
+    assert _batching.batch_body(dicts) == stdlib_dumps({"events": dicts})
     if orjson is not None:
         original = _json._orjson
         _json._orjson = orjson
         try:
-            assert _core.batch_body(dicts) == stdlib_dumps({"events": dicts})
+            assert _batching.batch_body(dicts) == stdlib_dumps({"events": dicts})
         finally:
             _json._orjson = original
 

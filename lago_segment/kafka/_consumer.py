@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 from lago_segment._forwarder_core import ErrorCallback, ForwardingError, log_error
-from lago_segment._results import BatchResult, DeliveryFailure
+from lago_segment.client._results import BatchResult, DeliveryFailure
 from lago_segment.errors import (
     ConfigurationError,
     InvalidEventPayload,

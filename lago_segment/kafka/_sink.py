@@ -18,7 +18,7 @@ from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from lago_segment._results import BatchResult, DeliveryFailure
+from lago_segment.client._results import BatchResult, DeliveryFailure
 from lago_segment.errors import ConfigurationError, LagoTransportError, LagoValidationError
 from lago_segment.lago import LagoEvent, unix_seconds
 

@@ -306,7 +306,7 @@ class LagoPublicKey:
         cls, api_key: str, *, api_url: str = "https://api.getlago.com", timeout: float = 10.0
     ) -> LagoPublicKey:
         """A key fetched from Lago (once, on first use) with ``api_key``."""
-        from lago_segment._core import check_api_url
+        from lago_segment.client._urls import check_api_url
 
         if not api_key:
             raise ConfigurationError("api_key", "is empty")
@@ -342,7 +342,7 @@ class LagoPublicKey:
     def _fetch(self) -> RSAPublicKey:
         import httpx
 
-        from lago_segment._core import error_from_response, transport_error
+        from lago_segment.client._responses import error_from_response, transport_error
 
         if self._api_url is None or self._api_key is None:
             raise ConfigurationError("public_key", "no key given and no Lago to fetch it from")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ._factory import SegmentEventFactory, segment_event
 
 if TYPE_CHECKING:
-    from lago_segment._core import is_testing, set_testing
+    from lago_segment._retry import is_testing, set_testing
 
     from ._fake_lago import FakeLago, Fault
     from ._fixture import FakeLagoFixture
@@ -39,8 +39,8 @@ _LAZY = {
     "FakeLago": "lago_segment.testing._fake_lago",
     "Fault": "lago_segment.testing._fake_lago",
     "FakeLagoFixture": "lago_segment.testing._fixture",
-    "is_testing": "lago_segment._core",
-    "set_testing": "lago_segment._core",
+    "is_testing": "lago_segment._retry",
+    "set_testing": "lago_segment._retry",
 }
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import attrs
 
-from .errors import LagoAPIError, LagoTransportError
-from .lago import LagoEvent
+from lago_segment.errors import LagoAPIError, LagoTransportError
+from lago_segment.lago import LagoEvent
 
 __all__ = ["BatchResult", "DeliveryFailure"]
 

@@ -1,6 +1,6 @@
 """Sync and async clients for Lago's events API.
 
-Both clients are thin shells over one I/O-free core (``lago_segment._core``):
+Both clients are thin shells over one I/O-free core (``lago_segment.client._flows``):
 they only post bytes and sleep; batching, retries and the reading of Lago's
 answers are shared, so :class:`LagoClient` and :class:`AsyncLagoClient`
 behave identically.
@@ -28,32 +28,22 @@ from typing import Any, TypeVar
 import httpcore
 import httpx
 
-from ._core import (
-    DEFAULT_MAX_BATCH_BYTES,
-    DEFAULT_MAX_RESPONSE_BYTES,
-    EU_API_URL,
-    MAX_BATCH_SIZE,
-    US_API_URL,
-    BodyReader,
-    Call,
-    ClientCore,
-    Flow,
-    RateLimitInfo,
-    Reply,
-    RetryPolicy,
-    Wait,
-    mask,
-    safe_url,
-)
-from ._results import BatchResult, DeliveryFailure
-from .errors import (
+from lago_segment._retry import RetryPolicy
+from lago_segment.errors import (
     ClientClosedError,
     ConfigurationError,
     LagoConnectionError,
     LagoTimeoutError,
     LagoTransportError,
 )
-from .lago import LagoEvent, PropertyValue
+from lago_segment.lago import LagoEvent, PropertyValue
+
+from ._batching import DEFAULT_MAX_BATCH_BYTES, MAX_BATCH_SIZE
+from ._flows import Call, ClientCore, Flow, Reply, Wait
+from ._redact import mask, safe_url
+from ._responses import DEFAULT_MAX_RESPONSE_BYTES, BodyReader, RateLimitInfo
+from ._results import BatchResult, DeliveryFailure
+from ._urls import EU_API_URL, US_API_URL
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
