@@ -8,19 +8,13 @@ import httpx
 import pytest
 from forwarder_support import PERMANENT, TRANSIENT, lago
 
-from lago_segment._forwarder_core import (
-    Abandoned,
-    Core,
-    ForwardingError,
-    Idle,
-    Item,
-    MemoryStore,
-    Send,
-)
-from lago_segment._handlers import HandlerRetry
 from lago_segment.client import BatchResult, DeliveryFailure
 from lago_segment.client._flows import Call, Wait
 from lago_segment.errors import LagoRateLimitError
+from lago_segment.forwarder._core import Abandoned, Core, Idle, Send
+from lago_segment.forwarder._handlers import HandlerRetry
+from lago_segment.forwarder._records import ForwardingError
+from lago_segment.forwarder._stores import Item, MemoryStore
 from lago_segment.lago import LagoEvent
 
 

@@ -19,7 +19,6 @@ from forwarder_support import (
     track,
 )
 
-from lago_segment._forwarder_core import Item
 from lago_segment.client import BatchResult, DeliveryFailure
 from lago_segment.errors import (
     ForwarderClosedError,
@@ -28,6 +27,7 @@ from lago_segment.errors import (
     QueueFullError,
 )
 from lago_segment.forwarder import AsyncForwarder, Forwarder, ForwardingError
+from lago_segment.forwarder._stores import Item
 from lago_segment.lago import LagoEvent
 
 

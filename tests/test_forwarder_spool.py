@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from forwarder_support import PERMANENT, TRANSIENT, Driver, FakeSender, TinySpec, lago, track
 
-from lago_segment._forwarder_core import Item
-from lago_segment._spool import SpoolStore
 from lago_segment.errors import ConfigurationError, QueueFullError, SpoolError
 from lago_segment.forwarder import AsyncForwarder, Forwarder, ForwardingError
+from lago_segment.forwarder._spool import SpoolStore
+from lago_segment.forwarder._stores import Item
 
 
 @pytest.fixture(params=["thread", "asyncio"])

@@ -26,7 +26,8 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from lago_segment._forwarding import ErrorCallback, SupportsForward, error_reporter
+from lago_segment._reporting import error_reporter
+from lago_segment._types import ErrorCallback, SupportsForward
 from lago_segment.errors import InvalidEventPayload
 
 __all__ = ["Instrumentation", "instrument"]

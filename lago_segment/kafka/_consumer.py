@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from lago_segment._forwarder_core import ErrorCallback, ForwardingError, log_error
 from lago_segment.client._results import BatchResult, DeliveryFailure
 from lago_segment.errors import (
     ConfigurationError,
@@ -34,6 +33,7 @@ from lago_segment.errors import (
     MappingError,
     QueueFullError,
 )
+from lago_segment.forwarder._records import ErrorCallback, ForwardingError, log_error
 
 from ._offsets import OffsetTracker, PartitionKey, Ticket
 from ._sink import import_kafka

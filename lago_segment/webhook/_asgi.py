@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from lago_segment._forwarding import ErrorCallback, SupportsForward
+from lago_segment._types import ErrorCallback, SupportsForward
 from lago_segment.webhook._core import DEFAULT_MAX_BODY_BYTES, Endpoint, WebhookResponse
 
 __all__ = ["ASGIApp", "asgi_app"]

@@ -12,7 +12,8 @@ from typing import Any
 
 import attrs
 
-from lago_segment._forwarding import ErrorCallback, SupportsForward, error_reporter
+from lago_segment._reporting import error_reporter
+from lago_segment._types import ErrorCallback, SupportsForward
 from lago_segment.errors import (
     ConfigurationError,
     DropEvent,

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import IO, Any
 
-from lago_segment._forwarding import ErrorCallback, SupportsForward
+from lago_segment._types import ErrorCallback, SupportsForward
 from lago_segment.webhook._core import DEFAULT_MAX_BODY_BYTES, Endpoint, WebhookResponse, _respond
 
 __all__ = ["WSGIApp", "wsgi_app"]

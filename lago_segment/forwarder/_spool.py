@@ -31,9 +31,9 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Literal
 
-from ._forwarder_core import Item, SetAside
-from .errors import ConfigurationError, SpoolError
-from .lago import LagoEvent
+from lago_segment.errors import ConfigurationError, SpoolError
+from lago_segment.forwarder._stores import Item, SetAside
+from lago_segment.lago import LagoEvent
 
 __all__ = ["SpoolStore", "SpoolSync"]
 
@@ -119,7 +119,7 @@ def _connect(path: str, *, auto_checkpoint: int, sync: SpoolSync) -> sqlite3.Con
 
 
 class SpoolStore:
-    """A :class:`~lago_segment._forwarder_core.Store` kept in a SQLite file.
+    """A :class:`~lago_segment.forwarder._stores.Store` kept in a SQLite file.
 
     ``max_events`` bounds the rows in the file (as this process counts them).
     ``retry_wait`` is the first wait before resending a batch whose transient

@@ -9,23 +9,21 @@ an asyncio task) and the waiting.
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import attrs
 import httpx
 
-from . import _metrics
-from ._handlers import CALL_TYPES, Handler, HandlerRetry, Settings, handler_flow
-from ._retry import is_testing
-from .client._flows import Call, Flow, Wait
-from .client._responses import server_wait
-from .client._results import BatchResult
-from .errors import (
+from lago_segment import _metrics
+from lago_segment._retry import is_testing
+from lago_segment.client._flows import Call, Flow, Wait
+from lago_segment.client._responses import server_wait
+from lago_segment.client._results import BatchResult
+from lago_segment.errors import (
     ConfigurationError,
     ForwarderClosedError,
     InvalidEventPayload,
@@ -33,33 +31,34 @@ from .errors import (
     MappingError,
     QueueFullError,
 )
-from .lago import LagoEvent
+from lago_segment.forwarder._handlers import (
+    CALL_TYPES,
+    Handler,
+    HandlerRetry,
+    Settings,
+    handler_flow,
+)
+from lago_segment.lago import LagoEvent
 
 if TYPE_CHECKING:
-    from .events import SegmentEvent
+    from lago_segment.events import SegmentEvent
+from lago_segment._reporting import message_id_of, segment_type
+from lago_segment._types import Mapper
+from lago_segment.forwarder._records import (
+    COUNTERS,
+    ErrorCallback,
+    ForwarderStats,
+    ForwardingError,
+    Stage,
+    log_error,
+)
+from lago_segment.forwarder._stores import (
+    Item,
+    SetAside,
+    Store,
+)
 
 T = TypeVar("T")
-
-__all__ = [
-    "DEFAULT_MAX_IN_FLIGHT",
-    "Abandoned",
-    "Core",
-    "ErrorCallback",
-    "ForwarderStats",
-    "ForwardingError",
-    "Idle",
-    "Item",
-    "MapFlow",
-    "Mapper",
-    "MemoryStore",
-    "Send",
-    "SenderFlow",
-    "SetAside",
-    "Stage",
-    "Store",
-    "log_error",
-    "message_id_of",
-]
 
 #: Batches in flight at once by default: see "Throughput and latency" in
 #: docs/forwarders.md (8 batches per 20 ms round trip stay below Lago Cloud's
@@ -68,259 +67,7 @@ DEFAULT_MAX_IN_FLIGHT = 8
 
 logger = logging.getLogger("lago_segment")
 
-Stage = Literal["mapping", "handler", "queue", "delivery"]
 OnFull = Literal["raise", "block", "drop"]
-
-
-class Mapper(Protocol):
-    """What a forwarder needs from a mapping spec (:class:`~lago_segment.mapping.MappingSpec`)."""
-
-    def map(self, event: SegmentEvent | Mapping[str, Any], /) -> list[LagoEvent]:
-        """Return the Lago events ``event`` becomes (empty when no rule matches)."""
-        ...
-
-
-@attrs.frozen(slots=True)
-class ForwardingError:
-    """One event the forwarder could not deliver, handed to the ``on_error`` callback.
-
-    It carries everything needed to store the event in a dead-letter table and
-    replay it later: the exception, where it happened (:attr:`stage`), the Segment
-    ``messageId``, the Lago event (when mapping got that far) and the Segment
-    event (when it is still in memory)::
-
-        def to_dead_letter(failure: ForwardingError) -> None:
-            if failure.lago_event is not None:
-                db.insert(failure.message_id, failure.lago_event.to_dict(), str(failure.error))
-
-        Forwarder(client, spec=spec, on_error=to_dead_letter)
-    """
-
-    error: BaseException
-    """What went wrong: a :class:`~lago_segment.MappingError`, a handler's error, a
-    :class:`~lago_segment.QueueFullError`, or Lago's / the transport's error."""
-    stage: Stage
-    """``"mapping"`` (the spec), ``"handler"`` (a Functions-style handler), ``"queue"``
-    (the queue or spool was full and the event was dropped) or ``"delivery"``."""
-    message_id: str | None = None
-    """The Segment ``messageId`` of the event, when it has one."""
-    lago_event: LagoEvent | None = None
-    """The Lago event that was not delivered (None for mapping and handler errors)."""
-    segment_event: SegmentEvent | Mapping[str, Any] | None = None
-    """The Segment event as given to ``forward()`` (None for events read back from a spool)."""
-    permanent: bool = True
-    """False when the event is kept and will be tried again (spool mode, transient failure)."""
-
-
-#: A callback told about every event that could not be delivered.
-ErrorCallback = Callable[[ForwardingError], None]
-
-
-def log_error(failure: ForwardingError) -> None:
-    """The default ``on_error``: one warning on the ``lago_segment`` logger.
-
-    Logs the stage, the messageId, the transaction_id and the error's message
-    (which never holds an API key); never the event's properties.
-    """
-    tx = failure.lago_event.transaction_id if failure.lago_event is not None else None
-    logger.warning(
-        "lago_segment: %s error for messageId=%s transaction_id=%s%s: %s: %s",
-        failure.stage,
-        failure.message_id,
-        tx,
-        "" if failure.permanent else " (will retry)",
-        type(failure.error).__name__,
-        failure.error,
-        extra=_metrics.log_fields(failure.message_id, getattr(failure.error, "rule", None), tx),
-    )
-
-
-@attrs.frozen(slots=True)
-class ForwarderStats:
-    """A snapshot of a forwarder's counters.
-
-    Segment events: ``received`` = those given to ``forward()``; each is then
-    ``skipped`` (no rule and no handler produced anything), ``discarded`` (a
-    handler raised :class:`~lago_segment.DropEvent`), ``rejected`` (a mapping or
-    handler error) or mapped. Lago events: ``mapped`` = those produced, each
-    either ``enqueued`` or ``dropped`` (queue full). Enqueued events end
-    ``delivered`` (duplicates included; ``duplicates`` is that subset) or
-    ``failed``, and until then count in ``queue_depth`` (in flight included)::
-
-        mapped == enqueued + dropped
-        enqueued == delivered + failed + queue_depth
-
-    ``retried`` counts HTTP requests the client retried, plus spooled batches
-    sent again after a transient failure.
-    """
-
-    received: int = 0
-    skipped: int = 0
-    discarded: int = 0
-    rejected: int = 0
-    mapped: int = 0
-    enqueued: int = 0
-    dropped: int = 0
-    delivered: int = 0
-    duplicates: int = 0
-    failed: int = 0
-    retried: int = 0
-    queue_depth: int = 0
-
-
-_COUNTERS = tuple(f.name for f in attrs.fields(ForwarderStats) if f.name != "queue_depth")
-
-
-@attrs.define(slots=True, eq=False)
-class Item:
-    """One queued Lago event and where it came from."""
-
-    event: LagoEvent
-    message_id: str | None = None
-    source: Any = None
-    row_id: int | None = None
-
-
-class Store(Protocol):
-    """Where enqueued events wait for the sender: memory or a SQLite spool.
-
-    Every method is thread-safe and fast (no network).
-    """
-
-    def put(self, items: Sequence[Item]) -> bool:
-        """Take all of ``items`` (True) or none when there is no room (False)."""
-        ...
-
-    def take(self, n: int) -> list[Item]:
-        """Up to ``n`` events not yet handed out, oldest first."""
-        ...
-
-    def ack(self, items: Sequence[Item]) -> None:
-        """Forget ``items``: Lago has them, or they failed for good."""
-        ...
-
-    def retry_later(self, items: Sequence[Item]) -> bool:
-        """Keep ``items`` for another try (True), or say the store cannot (False)."""
-        ...
-
-    def retry_delay(self) -> float:
-        """Seconds before :meth:`take` hands out events kept by :meth:`retry_later`."""
-        ...
-
-    def ready(self) -> int:
-        """How many events :meth:`take` could hand out now."""
-        ...
-
-    def depth(self) -> int:
-        """How many events are held (in flight included)."""
-        ...
-
-    def admitted(self) -> int:
-        """How many events were ever put (or adopted), counted before :meth:`take` sees them.
-
-        ``flush()`` waits until this many events are settled: a count kept
-        outside the store could lag behind an event the sender already settled.
-        """
-        ...
-
-    def has_room(self, n: int) -> bool:
-        """Whether ``n`` more events would fit."""
-        ...
-
-    def after_fork(self) -> None:
-        """Reset in a forked child: forget the parent's events, new locks and handles."""
-        ...
-
-    def pop_set_aside(self) -> list[SetAside]:
-        """Rows :meth:`take` found unreadable and set aside since the last call (a spool)."""
-        ...
-
-    def close(self) -> None:
-        """Release resources (files)."""
-        ...
-
-
-@attrs.frozen(slots=True)
-class SetAside:
-    """A stored event that could not be read back: kept aside, never sent, reported once."""
-
-    error: Exception
-    message_id: str | None = None
-
-
-class MemoryStore:
-    """The in-memory queue: a deque bounded by ``max_size``."""
-
-    def __init__(self, max_size: int) -> None:
-        self._max = max_size
-        self._queue: collections.deque[Item] = collections.deque()
-        self._in_flight = 0
-        self._admitted = 0
-        self._lock = threading.Lock()
-
-    def put(self, items: Sequence[Item]) -> bool:
-        with self._lock:
-            if len(self._queue) + self._in_flight + len(items) > self._max:
-                return False
-            self._queue.extend(items)
-            self._admitted += len(items)
-            return True
-
-    def take(self, n: int) -> list[Item]:
-        with self._lock:
-            count = min(n, len(self._queue))
-            batch = [self._queue.popleft() for _ in range(count)]
-            self._in_flight += count
-            return batch
-
-    def ack(self, items: Sequence[Item]) -> None:
-        with self._lock:
-            self._in_flight -= len(items)
-
-    def retry_later(self, items: Sequence[Item]) -> bool:
-        return False
-
-    def retry_delay(self) -> float:
-        return 0.0
-
-    def ready(self) -> int:
-        return len(self._queue)
-
-    def depth(self) -> int:
-        return len(self._queue) + self._in_flight
-
-    def admitted(self) -> int:
-        return self._admitted
-
-    def has_room(self, n: int) -> bool:
-        return len(self._queue) + self._in_flight + n <= self._max
-
-    def after_fork(self) -> None:
-        # The parent still holds (and sends) these events: sending them here too
-        # would deliver them twice.
-        self._queue = collections.deque()
-        self._in_flight = 0
-        self._admitted = 0
-        self._lock = threading.Lock()
-
-    def pop_set_aside(self) -> list[SetAside]:
-        return []
-
-    def close(self) -> None:
-        pass
-
-
-def _segment_type(event: Any) -> str | None:
-    kind = event.get("type") if isinstance(event, Mapping) else getattr(event, "type", None)
-    return kind if isinstance(kind, str) else None
-
-
-def message_id_of(event: Any) -> str | None:
-    """The Segment messageId of a raw or parsed event, if it has one."""
-    if isinstance(event, Mapping):
-        mid = event.get("messageId")
-        return mid if isinstance(mid, str) else None
-    return getattr(event, "message_id", None)
 
 
 @attrs.frozen(slots=True)
@@ -419,7 +166,7 @@ class Core:
         self.closed = False
         self.pauses = True
         """Whether a 429 pauses the senders at all (see :meth:`pause`)."""
-        self._counts = dict.fromkeys(_COUNTERS, 0)
+        self._counts = dict.fromkeys(COUNTERS, 0)
         self._lock = threading.Lock()
         self.metrics = _metrics.for_forwarder(self)
         self._reset_senders()
@@ -479,7 +226,7 @@ class Core:
     def reset_after_fork(self) -> None:
         """In a forked child: fresh locks and counters, the parent's events forgotten."""
         self._lock = threading.Lock()
-        self._counts = dict.fromkeys(_COUNTERS, 0)
+        self._counts = dict.fromkeys(COUNTERS, 0)
         self.store.after_fork()
         self._reset_senders()
 
@@ -534,13 +281,13 @@ class Core:
         self, event: SegmentEvent | Mapping[str, Any], *, with_handler: bool = True
     ) -> MapFlow:
         message_id = message_id_of(event)
-        kind = _segment_type(event)
+        kind = segment_type(event)
         handler = self.handlers.get(kind) if (with_handler and kind is not None) else None
         try:
             if kind not in CALL_TYPES:
                 raise InvalidEventPayload(f"unknown Segment message type {kind!r}", "$.type")
             if handler is not None and isinstance(event, Mapping):
-                from .events import parse_event
+                from lago_segment.events import parse_event
 
                 event = parse_event(event)
             events = list(self.spec.map(event)) if self.spec is not None else []
@@ -565,7 +312,7 @@ class Core:
         return [Item(e, message_id, event) for e in events]
 
     def _map_batch(self, payload: Mapping[str, Any]) -> MapFlow:
-        from .events import parse_batch
+        from lago_segment.events import parse_batch
 
         try:
             events = parse_batch(payload)

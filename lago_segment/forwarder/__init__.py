@@ -21,33 +21,15 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
-from ._forwarder_core import (
-    DEFAULT_MAX_IN_FLIGHT,
-    Core,
-    ErrorCallback,
-    ForwarderStats,
-    ForwardingError,
-    Idle,
-    Item,
-    MapFlow,
-    Mapper,
-    MemoryStore,
-    OnFull,
-    SenderFlow,
-    Stage,
-    Store,
-    log_error,
-    message_id_of,
-)
-from ._handlers import Handler, HandlerRetry, Settings
-from ._spool import SpoolStore, SpoolSync
-from .client import AsyncLagoClient, LagoClient
-from .client._flows import Wait
-from .errors import (
+from lago_segment._reporting import message_id_of
+from lago_segment._types import AsyncClient, Mapper, SyncClient
+from lago_segment.client import AsyncLagoClient, LagoClient
+from lago_segment.client._flows import Wait
+from lago_segment.errors import (
     ConfigurationError,
     ForwarderClosedError,
     ForwarderError,
@@ -56,13 +38,31 @@ from .errors import (
     MappingError,
     SpoolError,
 )
-from .lago import LagoEvent
+from lago_segment.forwarder._core import (
+    DEFAULT_MAX_IN_FLIGHT,
+    Core,
+    Idle,
+    MapFlow,
+    OnFull,
+    SenderFlow,
+)
+from lago_segment.forwarder._handlers import Handler, HandlerRetry, Settings
+from lago_segment.forwarder._records import (
+    ErrorCallback,
+    ForwarderStats,
+    ForwardingError,
+    Stage,
+    log_error,
+)
+from lago_segment.forwarder._spool import SpoolStore, SpoolSync
+from lago_segment.forwarder._stores import Item, MemoryStore, Store
+from lago_segment.lago import LagoEvent
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from .client import BatchResult
-    from .events import SegmentEvent
+    from lago_segment.client import BatchResult
+    from lago_segment.events import SegmentEvent
 
 __all__ = [
     "DEFAULT_MAX_IN_FLIGHT",
@@ -85,14 +85,6 @@ _IN_FLIGHT_AT_CLOSE = (
     "the forwarder closed while this event's batch was in flight: Lago may or may not "
     "have stored it (resending it is safe, Lago dedupes on transaction_id)"
 )
-
-
-class _SyncClient(Protocol):
-    def send_batch(self, events: Iterable[LagoEvent], /) -> BatchResult: ...
-
-
-class _AsyncClient(Protocol):
-    def send_batch(self, events: Iterable[LagoEvent], /) -> Awaitable[BatchResult]: ...
 
 
 # Live forwarders, for the fork and atexit hooks (weak: a hook never keeps one alive).
@@ -331,7 +323,7 @@ class Forwarder(_BaseForwarder):
 
     def __init__(
         self,
-        client: _SyncClient,
+        client: SyncClient,
         *,
         spec: Mapper | None = None,
         settings: Settings | Mapping[str, Any] | None = None,
@@ -571,7 +563,7 @@ class AsyncForwarder(_BaseForwarder):
 
     def __init__(
         self,
-        client: _AsyncClient,
+        client: AsyncClient,
         *,
         spec: Mapper | None = None,
         settings: Settings | Mapping[str, Any] | None = None,

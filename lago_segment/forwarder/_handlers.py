@@ -12,9 +12,9 @@ from typing import Any, Literal
 
 import attrs
 
-from .client._flows import Wait
-from .errors import DropEvent, RetryError
-from .lago import LagoEvent
+from lago_segment.client._flows import Wait
+from lago_segment.errors import DropEvent, RetryError
+from lago_segment.lago import LagoEvent
 
 __all__ = [
     "CALL_TYPES",

@@ -1,7 +1,7 @@
-"""What the integrations need from a forwarder, and how they report a failure.
+"""How the integrations report a failure, and how a failure names its event.
 
 The webhook receiver and the analytics-python hook accept anything with a
-``forward(event)`` method (:class:`SupportsForward`): the library's
+``forward(event)`` method (:class:`~lago_segment._types.SupportsForward`): the library's
 ``Forwarder`` and ``AsyncForwarder``, or a test double. When forwarding fails
 they never let the error escape into the host's code path; they hand it to an
 error callback chosen by :func:`error_reporter`.
@@ -10,32 +10,16 @@ error callback chosen by :func:`error_reporter`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from lago_segment._types import ErrorCallback
     from lago_segment.events import SegmentEvent
 
-__all__ = ["ErrorCallback", "SupportsForward", "error_reporter"]
+__all__ = ["error_reporter", "message_id_of", "segment_type"]
 
 logger = logging.getLogger("lago_segment")
-
-ErrorCallback = Callable[[Exception, "SegmentEvent | Mapping[str, Any]"], None]
-"""Called with the error and the Segment event (parsed, or the raw message) it concerns."""
-
-
-@runtime_checkable
-class SupportsForward(Protocol):
-    """Anything that takes Segment events: ``Forwarder``, ``AsyncForwarder``, a fake.
-
-    ``forward`` is a plain (non-async) call that returns quickly. It may raise
-    ``InvalidEventPayload``, ``MappingError`` or a ``HandlerError`` when it
-    rejects the event, and ``ForwarderError`` (queue full, closed) or anything
-    else when it cannot take it right now.
-    """
-
-    def forward(self, event: SegmentEvent | Mapping[str, Any], /) -> None:
-        """Map the event and enqueue what it becomes for delivery to Lago."""
 
 
 def error_reporter(forwarder: object, on_error: ErrorCallback | None = None) -> ErrorCallback:
@@ -59,14 +43,23 @@ def error_reporter(forwarder: object, on_error: ErrorCallback | None = None) -> 
                 return
         logger.error(
             "could not forward Segment %s event (messageId %s): %s",
-            *_describe(event),
+            segment_type(event),
+            message_id_of(event),
             error,
         )
 
     return report
 
 
-def _describe(event: SegmentEvent | Mapping[str, Any]) -> tuple[object, object]:
+def segment_type(event: Any) -> str | None:
+    """The Segment ``type`` of a raw or parsed event, if it is a string."""
+    kind = event.get("type") if isinstance(event, Mapping) else getattr(event, "type", None)
+    return kind if isinstance(kind, str) else None
+
+
+def message_id_of(event: Any) -> str | None:
+    """The Segment messageId of a raw or parsed event, if it has one."""
     if isinstance(event, Mapping):
-        return event.get("type"), event.get("messageId")
-    return getattr(event, "type", None), getattr(event, "message_id", None)
+        mid = event.get("messageId")
+        return mid if isinstance(mid, str) else None
+    return getattr(event, "message_id", None)
