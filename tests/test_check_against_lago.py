@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from lago_segment._cli_check_lago import fetch_billable_metrics, problems
+from lago_segment.cli._check_lago import fetch_billable_metrics, problems
 from lago_segment.mapping import MappingSpec
 from lago_segment.testing import FakeLago
 

@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_cli import EVENTS, KEY, SPEC, example_lines, run
 
-from lago_segment import _cli_input
-from lago_segment._cli_input import InputError, open_source
-from lago_segment._cli_replay import Checkpoint, DeadLetters, Mark
+from lago_segment.cli import _input as cli_input
 from lago_segment.cli import main
+from lago_segment.cli._input import InputError, open_source
+from lago_segment.cli._ledger import Checkpoint, DeadLetters, Mark
 
 
 @pytest.fixture(autouse=True)
@@ -79,7 +79,7 @@ def test_replay_of_a_bad_gzip_file_still_prints_its_summary(bad_gzip: Path) -> N
 def test_a_batch_file_over_the_limit_is_refused_without_being_read_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_cli_input, "MAX_BATCH_FILE_BYTES", 1000)
+    monkeypatch.setattr(cli_input, "MAX_BATCH_FILE_BYTES", 1000)
     path = tmp_path / "batch.json"
     path.write_text(json.dumps([json.loads(line) for line in example_lines()]))
     with open_source(str(path)) as source, pytest.raises(InputError, match="jq -c"):
@@ -90,7 +90,7 @@ def test_a_batch_file_over_the_limit_is_refused_without_being_read_whole(
 def test_an_overlong_line_is_one_bad_line_and_reading_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_cli_input, "MAX_LINE_BYTES", 100)
+    monkeypatch.setattr(cli_input, "MAX_LINE_BYTES", 100)
     path = tmp_path / "events.jsonl"
     short = '{"type": "track", "event": "e", "userId": "u"}'
     path.write_text(f'{{"type": "track", "pad": "{"x" * 300}"}}\n{short}\n')

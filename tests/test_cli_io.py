@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from lago_segment._cli_input import Item, open_source, read_event_argument
-from lago_segment._cli_replay import (
+from lago_segment.cli._input import Item, open_source, read_event_argument
+from lago_segment.cli._ledger import (
     Checkpoint,
     CheckpointError,
     DeadLetters,

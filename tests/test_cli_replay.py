@@ -246,7 +246,7 @@ def test_the_key_never_reaches_the_dead_letter_file_or_the_output(
 
 
 def test_the_scrubber_removes_the_key_in_any_form_an_error_may_quote_it() -> None:
-    from lago_segment.cli import scrubber
+    from lago_segment.cli._replay import scrubber
 
     scrub = scrubber("sk-MARKER\n")
     text = "Illegal header value b'Bearer sk-MARKER\\n' (sk-MARKER)"

@@ -196,17 +196,17 @@ def _say(message: str) -> None:
 
 def run_consume(args: argparse.Namespace) -> int:
     """Run ``lago-segment consume``; returns the exit code."""
-    from lago_segment.cli import EXIT_FAILED, EXIT_OK, _load_spec, _UsageError
+    from lago_segment.cli._commands import EXIT_FAILED, EXIT_OK, UsageError, load_spec
     from lago_segment.errors import LagoSegmentError
 
     if args.batch_size > 100:
-        raise _UsageError(f"Lago takes at most 100 events per batch, not {args.batch_size}")
+        raise UsageError(f"Lago takes at most 100 events per batch, not {args.batch_size}")
     config: dict[str, Any] = dict(args.settings)
     if args.bootstrap_servers:
         config["bootstrap.servers"] = args.bootstrap_servers
     if "bootstrap.servers" not in config:
-        raise _UsageError("give --bootstrap-servers (or -X bootstrap.servers=...)")
-    spec = _load_spec(args.spec)
+        raise UsageError("give --bootstrap-servers (or -X bootstrap.servers=...)")
+    spec = load_spec(args.spec)
     if spec is None:
         return EXIT_FAILED
     try:
@@ -226,7 +226,7 @@ def run_consume(args: argparse.Namespace) -> int:
             shutdown_timeout=args.shutdown_timeout,
         )
     except LagoSegmentError as exc:
-        raise _UsageError(str(exc)) from None
+        raise UsageError(str(exc)) from None
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         _say(f"{signal.Signals(signum).name}: settling, committing, stopping")
@@ -251,19 +251,19 @@ def run_consume(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace, config: dict[str, Any]) -> Any:
-    from lago_segment.cli import _UsageError
+    from lago_segment.cli._commands import UsageError
 
     if args.raw_events_topic is None:
         if args.organization_id is not None:
-            raise _UsageError("--organization-id goes with --raw-events-topic")
+            raise UsageError("--organization-id goes with --raw-events-topic")
         api_key = os.environ.get("LAGO_API_KEY", "")
         if not api_key:
-            raise _UsageError("set the LAGO_API_KEY environment variable to your Lago API key")
+            raise UsageError("set the LAGO_API_KEY environment variable to your Lago API key")
         from lago_segment.client import LagoClient
 
         return LagoClient(api_key, api_url=args.api_url, timeout=args.timeout)
     if not args.organization_id:
-        raise _UsageError("--raw-events-topic needs --organization-id")
+        raise UsageError("--raw-events-topic needs --organization-id")
     from ._consumer import _common
     from ._sink import RawEventsSink
 

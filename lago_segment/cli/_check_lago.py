@@ -26,8 +26,8 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .mapping import MappingSpec, Rule
-    from .testing import FakeLago
+    from lago_segment.mapping import MappingSpec, Rule
+    from lago_segment.testing import FakeLago
 
 __all__ = [
     "WITH_FIELD",
@@ -85,17 +85,17 @@ def configure_fake(fake: FakeLago, args: argparse.Namespace) -> None:
     path = getattr(args, "billable_metrics", None)
     if path is None:
         return
-    from .cli import _UsageError
+    from lago_segment.cli._commands import UsageError
 
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except (OSError, ValueError) as exc:
-        raise _UsageError(f"cannot read billable metrics {path}: {exc}") from None
+        raise UsageError(f"cannot read billable metrics {path}: {exc}") from None
     if isinstance(data, Mapping):
         data = data.get("billable_metrics")
     if not isinstance(data, list) or not all(isinstance(m, Mapping) for m in data):
-        raise _UsageError(f'{path}: expected a list of metrics or {{"billable_metrics": [...]}}')
+        raise UsageError(f'{path}: expected a list of metrics or {{"billable_metrics": [...]}}')
     for metric in data:
         filters = {f["key"]: f["values"] for f in metric.get("filters") or []}
         try:
@@ -106,9 +106,9 @@ def configure_fake(fake: FakeLago, args: argparse.Namespace) -> None:
                 filters=filters,
             )
         except (KeyError, TypeError) as exc:
-            raise _UsageError(f"{path}: a metric without {exc}") from None
+            raise UsageError(f"{path}: a metric without {exc}") from None
         except ValueError as exc:  # ConfigurationError
-            raise _UsageError(f"{path}: {exc}") from None
+            raise UsageError(f"{path}: {exc}") from None
 
 
 def fetch_billable_metrics(
@@ -121,8 +121,8 @@ def fetch_billable_metrics(
     """
     import httpx
 
-    from .client._responses import error_from_response, transport_error
-    from .client._urls import check_api_url
+    from lago_segment.client._responses import error_from_response, transport_error
+    from lago_segment.client._urls import check_api_url
 
     base = check_api_url(api_url, allow_insecure_http=False)
     metrics: list[dict[str, Any]] = []
@@ -228,18 +228,18 @@ def _check_metric(
 
 def check_against_lago(spec: MappingSpec, args: argparse.Namespace) -> int:
     """Run the check for the ``check`` command; return its exit code."""
-    from .cli import EXIT_FAILED, EXIT_OK, _UsageError
-    from .errors import LagoAuthenticationError, LagoSegmentError
+    from lago_segment.cli._commands import EXIT_FAILED, EXIT_OK, UsageError
+    from lago_segment.errors import LagoAuthenticationError, LagoSegmentError
 
     api_key = os.environ.get("LAGO_API_KEY", "")
     if not api_key:
-        raise _UsageError("set the LAGO_API_KEY environment variable to your Lago API key")
+        raise UsageError("set the LAGO_API_KEY environment variable to your Lago API key")
     try:
         metrics = fetch_billable_metrics(api_key, args.api_url, timeout=args.timeout)
     except LagoAuthenticationError:
-        raise _UsageError(f"Lago at {args.api_url} refused the API key") from None
+        raise UsageError(f"Lago at {args.api_url} refused the API key") from None
     except LagoSegmentError as exc:
-        raise _UsageError(f"cannot list billable metrics at {args.api_url}: {exc}") from None
+        raise UsageError(f"cannot list billable metrics at {args.api_url}: {exc}") from None
     found, notes = problems(spec, metrics)
     for note in notes:
         print(f"{args.spec}: note: {note}", file=sys.stderr)

@@ -28,9 +28,9 @@ from typing import IO, Any, Protocol, cast
 
 import attrs
 
-from .errors import InvalidEventPayload, InvalidLagoEvent, LagoSegmentError
-from .events import SegmentEvent, parse_batch, parse_event
-from .lago import LagoEvent
+from lago_segment.errors import InvalidEventPayload, InvalidLagoEvent, LagoSegmentError
+from lago_segment.events import SegmentEvent, parse_batch, parse_event
+from lago_segment.lago import LagoEvent
 
 __all__ = [
     "MAX_BATCH_FILE_BYTES",

@@ -21,10 +21,10 @@ from typing import IO, Any
 
 import attrs
 
-from ._cli_input import Item
-from .client import BatchResult
-from .errors import LagoSegmentError
-from .lago import LagoEvent
+from lago_segment.cli._input import Item
+from lago_segment.client import BatchResult
+from lago_segment.errors import LagoSegmentError
+from lago_segment.lago import LagoEvent
 
 __all__ = [
     "Checkpoint",
