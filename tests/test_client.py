@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from lago_client_support import API_KEY, Runner, lago, make_event
+from support_client import API_KEY, Runner, lago, make_event
 
 from lago_segment.client import EU_API_URL, US_API_URL, RateLimitInfo, RetryPolicy
 from lago_segment.errors import (

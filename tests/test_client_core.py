@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from lago_client_support import make_event
+from support_client import make_event
 
 from lago_segment._retry import RetryPolicy
 from lago_segment.client._batching import plan_batches

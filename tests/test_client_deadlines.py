@@ -6,7 +6,7 @@ import socket
 import tracemalloc
 
 import pytest
-from lago_client_support import RawServer, Runner, json_reply, lago, make_event
+from support_client import RawServer, Runner, json_reply, lago, make_event
 
 from lago_segment._retry import RetryPolicy
 from lago_segment.client._flows import BATCH_PATH, Call, ClientCore

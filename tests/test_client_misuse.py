@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from lago_client_support import API_KEY, RawServer, Runner, lago, make_event
+from support_client import API_KEY, RawServer, Runner, lago, make_event
 
 from lago_segment.client import AsyncLagoClient, LagoClient, RetryPolicy
 from lago_segment.errors import ClientClosedError, LagoTransportError

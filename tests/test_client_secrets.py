@@ -8,7 +8,7 @@ import traceback
 
 import httpx
 import pytest
-from lago_client_support import API_KEY, RawServer, Runner, json_reply, lago, make_event
+from support_client import API_KEY, RawServer, Runner, json_reply, lago, make_event
 
 from lago_segment.client import RetryPolicy
 from lago_segment.errors import ConfigurationError, LagoAPIError, LagoConnectionError

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 import respx
-from lago_client_support import Runner, lago
 from lago_python_client.client import Client
 from lago_python_client.models.event import Event
+from support_client import Runner, lago
 
 from lago_segment import LagoEvent
 from lago_segment.client import US_API_URL

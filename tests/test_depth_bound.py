@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from forwarder_support import FakeSender
+from support_forwarder import FakeSender
 
 from lago_segment.errors import InvalidEventPayload, MappingError
 from lago_segment.events import parse_event

@@ -6,7 +6,7 @@ from collections.abc import Generator
 
 import httpx
 import pytest
-from forwarder_support import PERMANENT, TRANSIENT, lago
+from support_forwarder import PERMANENT, TRANSIENT, lago
 
 from lago_segment.client import BatchResult, DeliveryFailure
 from lago_segment.client._flows import Call, Wait
@@ -55,11 +55,6 @@ def queued(core: Core, *events: LagoEvent) -> list[Item]:
     assert core.store.put(items)
     core.accepted(items)
     return core.store.take(len(items))
-
-
-@pytest.fixture
-def errors() -> list[ForwardingError]:
-    return []
 
 
 def test_a_full_batch_is_sent_at_once(errors: list[ForwardingError]) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import pytest
-from forwarder_support import (
+from support_forwarder import (
     PERMANENT,
     TRANSIENT,
     AsyncFakeSender,
@@ -29,21 +29,6 @@ from lago_segment.errors import (
 from lago_segment.forwarder import AsyncForwarder, Forwarder, ForwardingError
 from lago_segment.forwarder._stores import Item
 from lago_segment.lago import LagoEvent
-
-
-@pytest.fixture(params=["thread", "asyncio"])
-def driver(request: pytest.FixtureRequest) -> Driver:
-    return Driver(request.param)
-
-
-@pytest.fixture
-def sender(driver: Driver) -> FakeSender:
-    return driver.sender()
-
-
-@pytest.fixture
-def errors() -> list[ForwardingError]:
-    return []
 
 
 async def test_forwarded_events_are_delivered_in_batches_of_at_most_batch_size(

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from forwarder_support import Driver, TinySpec, track
+from support_forwarder import Driver, TinySpec, track
 
 from lago_segment.client import AsyncLagoClient, LagoClient, RetryPolicy
 from lago_segment.forwarder import AsyncForwarder, Forwarder, ForwardingError
@@ -51,11 +51,6 @@ class GatedTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         if not self.gate.is_set():
             await asyncio.to_thread(self.gate.wait)
         return await self.inner.handle_async_request(request)
-
-
-@pytest.fixture(params=["thread", "asyncio"])
-def driver(request: pytest.FixtureRequest) -> Driver:
-    return Driver(request.param)
 
 
 @pytest.fixture

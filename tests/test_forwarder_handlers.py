@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pytest
-from forwarder_support import Driver, FakeSender, TinySpec, lago, track
+from support_forwarder import Driver, FakeSender, TinySpec, lago, track
 
 from lago_segment.errors import (
     ConfigurationError,
@@ -22,21 +22,6 @@ from lago_segment.forwarder import ForwardingError, HandlerRetry, Settings
 from lago_segment.lago import LagoEvent
 
 NO_WAIT = HandlerRetry(attempts=3, wait_initial=0, wait_max=0, wait_jitter=0)
-
-
-@pytest.fixture(params=["thread", "asyncio"])
-def driver(request: pytest.FixtureRequest) -> Driver:
-    return Driver(request.param)
-
-
-@pytest.fixture
-def sender(driver: Driver) -> FakeSender:
-    return driver.sender()
-
-
-@pytest.fixture
-def errors() -> list[ForwardingError]:
-    return []
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from forwarder_support import Driver, LoopbackLago, TinySpec, track
+from support_forwarder import Driver, LoopbackLago, TinySpec, track
 
 from lago_segment.client import AsyncLagoClient, LagoClient, RetryPolicy
 from lago_segment.errors import ConfigurationError, ForwarderClosedError
@@ -20,11 +20,6 @@ from lago_segment.forwarder import (
     Forwarder,
     ForwardingError,
 )
-
-
-@pytest.fixture(params=["thread", "asyncio"])
-def driver(request: pytest.FixtureRequest) -> Driver:
-    return Driver(request.param)
 
 
 def client_for(driver: Driver, url: str, **options: Any) -> Any:

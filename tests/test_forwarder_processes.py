@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from forwarder_support import Driver, FakeSender, LoopbackLago, TinySpec, track
+from support_forwarder import Driver, FakeSender, LoopbackLago, TinySpec, track
 
 from lago_segment.client import LagoClient
 from lago_segment.forwarder import DEFAULT_MAX_IN_FLIGHT, AsyncForwarder, Forwarder
@@ -28,7 +28,7 @@ def child_env() -> dict[str, str]:
 
 SIGKILL_CHILD = """
 import sys
-from forwarder_support import TinySpec, track
+from support_forwarder import TinySpec, track
 from lago_segment.client import LagoClient
 from lago_segment.forwarder import Forwarder
 
@@ -75,7 +75,7 @@ def test_a_spool_delivers_everything_exactly_once_after_sigkill(tmp_path: Path) 
 
 ATEXIT_CHILD = """
 import sys
-from forwarder_support import FakeSender, TinySpec, track
+from support_forwarder import FakeSender, TinySpec, track
 from lago_segment.forwarder import Forwarder
 
 class Printing(FakeSender):
@@ -106,7 +106,7 @@ def test_the_thread_forwarder_flushes_at_exit_unless_disabled(flag: str, printed
 
 HANGING_EXIT_CHILD = """
 import sys
-from forwarder_support import TinySpec, track
+from support_forwarder import TinySpec, track
 from lago_segment.client import LagoClient
 from lago_segment.forwarder import Forwarder
 

@@ -11,22 +11,12 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from forwarder_support import PERMANENT, TRANSIENT, Driver, FakeSender, TinySpec, lago, track
+from support_forwarder import PERMANENT, TRANSIENT, Driver, FakeSender, TinySpec, lago, track
 
 from lago_segment.errors import ConfigurationError, QueueFullError, SpoolError
 from lago_segment.forwarder import AsyncForwarder, Forwarder, ForwardingError
 from lago_segment.forwarder._spool import SpoolStore
 from lago_segment.forwarder._stores import Item
-
-
-@pytest.fixture(params=["thread", "asyncio"])
-def driver(request: pytest.FixtureRequest) -> Driver:
-    return Driver(request.param)
-
-
-@pytest.fixture
-def sender(driver: Driver) -> FakeSender:
-    return driver.sender()
 
 
 @pytest.fixture

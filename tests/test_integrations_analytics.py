@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 import segment.analytics as analytics
-from _fake_forwarder import RecordingForwarder, ReportingForwarder
 from segment.analytics.client import Client
+from support_integrations import RecordingForwarder, ReportingForwarder
 
 from lago_segment.errors import MappingError, QueueFullError
 from lago_segment.integrations.analytics import METHODS, Instrumentation, instrument

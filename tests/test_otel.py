@@ -15,9 +15,9 @@ import pytest
 
 pytest.importorskip("opentelemetry.sdk")
 
-from forwarder_support import FakeSender, TinySpec, track
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from support_forwarder import FakeSender, TinySpec, track
 
 from lago_segment import otel
 from lago_segment.client import LagoClient, RetryPolicy

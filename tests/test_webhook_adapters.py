@@ -17,7 +17,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 import httpx
 import pytest
 import uvicorn
-from _fake_forwarder import RecordingForwarder
+from support_integrations import RecordingForwarder
 
 from lago_segment.testing import FakeLagoFixture
 from lago_segment.webhook import ASGIApp, WSGIApp, asgi_app, sign, wsgi_app

@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 import pytest
-from _fake_forwarder import RecordingForwarder, ReportingForwarder
+from support_integrations import RecordingForwarder, ReportingForwarder
 
 from lago_segment.errors import (
     DropEvent,

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _fake_forwarder import RecordingForwarder, ReportingForwarder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support_integrations import RecordingForwarder, ReportingForwarder
 
 from lago_segment.errors import ConfigurationError, InvalidEventPayload, LagoSegmentError
 from lago_segment.testing import FakeLagoFixture

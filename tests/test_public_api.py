@@ -1,0 +1,54 @@
+"""Every public module imports, and every name in its ``__all__`` is there."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+PUBLIC_MODULES = [
+    "lago_segment",
+    "lago_segment.events",
+    "lago_segment.mapping",
+    "lago_segment.lago",
+    "lago_segment.client",
+    "lago_segment.forwarder",
+    "lago_segment.webhook",
+    "lago_segment.lago_webhooks",
+    "lago_segment.testing",
+    "lago_segment.kafka",
+    "lago_segment.otel",
+    "lago_segment.integrations",
+    "lago_segment.integrations.analytics",
+    "lago_segment.errors",
+    "lago_segment.cli",
+]
+
+
+@pytest.mark.parametrize("name", PUBLIC_MODULES)
+def test_every_name_in_all_is_importable(name: str) -> None:
+    module = importlib.import_module(name)
+    names = getattr(module, "__all__", None)
+    assert names is not None, f"{name} has no __all__"
+    missing = [n for n in names if not hasattr(module, n)]
+    assert missing == []
+    assert len(set(names)) == len(names)
+
+
+def test_the_console_script_entry_point_and_python_m_run_main() -> None:
+    from lago_segment.cli import main
+
+    assert callable(main)
+    out = subprocess.run(
+        [sys.executable, "-m", "lago_segment", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip()
+
+
+def test_the_pytest_plugin_module_imports() -> None:
+    importlib.import_module("lago_segment.testing._pytest_plugin")
