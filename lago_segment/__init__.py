@@ -16,9 +16,9 @@ imported at once; every other name is loaded on first use (PEP 562), so that
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ._lazy import attach
 from ._version import __version__
 from .errors import (
     ClientClosedError,
@@ -77,7 +77,7 @@ if TYPE_CHECKING:
         AsyncForwarder,
         Forwarder,
         ForwarderStats,
-        ForwardingError,
+        ForwardingFailure,
         HandlerRetry,
         Settings,
     )
@@ -90,34 +90,34 @@ if TYPE_CHECKING:
     )
 
 _LAZY: dict[str, str] = {
-    "AsyncForwarder": "forwarder",
-    "Forwarder": "forwarder",
-    "ForwarderStats": "forwarder",
-    "ForwardingError": "forwarder",
-    "HandlerRetry": "forwarder",
-    "Settings": "forwarder",
-    "EU_API_URL": "client",
-    "US_API_URL": "client",
-    "AsyncLagoClient": "client",
-    "BatchResult": "client",
-    "DeliveryFailure": "client",
-    "LagoClient": "client",
-    "RateLimitInfo": "client",
-    "RetryPolicy": "client",
-    "Alias": "events",
-    "Delete": "events",
-    "Group": "events",
-    "Identify": "events",
-    "Page": "events",
-    "Screen": "events",
-    "SegmentEvent": "events",
-    "Track": "events",
-    "iter_events": "events",
-    "parse_batch": "events",
-    "parse_event": "events",
-    "LagoEvent": "lago",
-    "AmbiguousFQLWarning": "mapping",
-    "MappingSpec": "mapping",
+    "AsyncForwarder": ".forwarder",
+    "Forwarder": ".forwarder",
+    "ForwarderStats": ".forwarder",
+    "ForwardingFailure": ".forwarder",
+    "HandlerRetry": ".forwarder",
+    "Settings": ".forwarder",
+    "EU_API_URL": ".client",
+    "US_API_URL": ".client",
+    "AsyncLagoClient": ".client",
+    "BatchResult": ".client",
+    "DeliveryFailure": ".client",
+    "LagoClient": ".client",
+    "RateLimitInfo": ".client",
+    "RetryPolicy": ".client",
+    "Alias": ".events",
+    "Delete": ".events",
+    "Group": ".events",
+    "Identify": ".events",
+    "Page": ".events",
+    "Screen": ".events",
+    "SegmentEvent": ".events",
+    "Track": ".events",
+    "iter_events": ".events",
+    "parse_batch": ".events",
+    "parse_event": ".events",
+    "LagoEvent": ".lago",
+    "AmbiguousFQLWarning": ".mapping",
+    "MappingSpec": ".mapping",
 }
 
 __all__ = [
@@ -137,7 +137,7 @@ __all__ = [
     "ForwarderClosedError",
     "ForwarderError",
     "ForwarderStats",
-    "ForwardingError",
+    "ForwardingFailure",
     "Group",
     "HandlerError",
     "HandlerRetry",
@@ -179,14 +179,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = attach(__name__, _LAZY, deprecated={"ForwardingError": "ForwardingFailure"})

@@ -29,6 +29,15 @@ Every exception the library raises on purpose derives from
         └── RetryError
 
 No exception message ever contains an API key or a webhook secret.
+
+Which errors are also a :class:`ValueError`: those raised for a value the
+calling *code* built and passed in, where Python itself would raise
+``ValueError`` for a bad argument: a :class:`~lago_segment.lago.LagoEvent`'s
+fields (:class:`InvalidLagoEvent`) and an option of a client, forwarder or
+receiver (:class:`ConfigurationError`). Errors about what is read from
+outside at run time (a Segment message, a mapping spec document, Lago's
+answers, a file the CLI reads) are not, so an ``except ValueError`` around
+your own code never swallows them by accident: catch the library's class.
 """
 
 from __future__ import annotations

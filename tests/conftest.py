@@ -6,7 +6,7 @@ import pytest
 from support_forwarder import Driver, FakeSender
 from support_integrations import RecordingForwarder
 
-from lago_segment.forwarder._records import ForwardingError
+from lago_segment.forwarder._records import ForwardingFailure
 
 
 @pytest.fixture
@@ -28,6 +28,6 @@ def sender(driver: Driver) -> FakeSender:
 
 
 @pytest.fixture
-def errors() -> list[ForwardingError]:
+def errors() -> list[ForwardingFailure]:
     """Where a test's ``on_error`` callback collects the failures."""
     return []

@@ -15,7 +15,7 @@ from support_forwarder import FakeSender
 
 from lago_segment.errors import InvalidEventPayload, MappingError
 from lago_segment.events import parse_event
-from lago_segment.forwarder import Forwarder, ForwardingError
+from lago_segment.forwarder import Forwarder, ForwardingFailure
 from lago_segment.mapping import MappingSpec
 
 # Deeper than Python's recursion limit, and just past MAX_DEPTH.
@@ -81,7 +81,7 @@ def test_to_dict_of_a_too_deep_mapping_raises_invalid_event_payload(depth: int, 
 @pytest.mark.parametrize("depth", DEPTHS)
 def test_a_too_deep_value_no_rule_uses_is_delivered(depth: int, kind: str, tmp_path: Path) -> None:
     sender = FakeSender()
-    failures: list[ForwardingError] = []
+    failures: list[ForwardingFailure] = []
     forwarder = Forwarder(
         sender,
         spec=spec({"@path": "$.properties.calls"}),
@@ -107,7 +107,7 @@ def test_a_too_deep_value_a_rule_uses_is_a_mapping_error(kind: str, rule: str) -
     assert "properties.v" in str(mapper.explain(event))
 
     sender = FakeSender()
-    failures: list[ForwardingError] = []
+    failures: list[ForwardingFailure] = []
     forwarder = Forwarder(
         sender,
         spec=mapper,

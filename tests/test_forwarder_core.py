@@ -13,7 +13,7 @@ from lago_segment.client._flows import Call, Wait
 from lago_segment.errors import LagoRateLimitError
 from lago_segment.forwarder._core import Abandoned, Core, Idle, Send
 from lago_segment.forwarder._handlers import HandlerRetry
-from lago_segment.forwarder._records import ForwardingError
+from lago_segment.forwarder._records import ForwardingFailure
 from lago_segment.forwarder._stores import Item, MemoryStore
 from lago_segment.lago import LagoEvent
 
@@ -27,7 +27,7 @@ class Clock:
 
 
 def make_core(
-    errors: list[ForwardingError], batch_size: int = 3, clock: Clock | None = None
+    errors: list[ForwardingFailure], batch_size: int = 3, clock: Clock | None = None
 ) -> Core:
     return Core(
         spec=None,
@@ -57,30 +57,30 @@ def queued(core: Core, *events: LagoEvent) -> list[Item]:
     return core.store.take(len(items))
 
 
-def test_a_full_batch_is_sent_at_once(errors: list[ForwardingError]) -> None:
+def test_a_full_batch_is_sent_at_once(errors: list[ForwardingFailure]) -> None:
     core = make_core(errors)
     core.store.put([Item(lago(n)) for n in range(3)])
     assert core.next_wait(urgent=False, now=0, deadline=10, interval=1) is None
 
 
-def test_a_partial_batch_waits_for_the_deadline(errors: list[ForwardingError]) -> None:
+def test_a_partial_batch_waits_for_the_deadline(errors: list[ForwardingFailure]) -> None:
     core = make_core(errors)
     core.store.put([Item(lago(1))])
     assert core.next_wait(urgent=False, now=4, deadline=10, interval=1) == 6
     assert core.next_wait(urgent=False, now=10, deadline=10, interval=1) is None
 
 
-def test_a_partial_batch_goes_at_once_when_a_flush_waits(errors: list[ForwardingError]) -> None:
+def test_a_partial_batch_goes_at_once_when_a_flush_waits(errors: list[ForwardingFailure]) -> None:
     core = make_core(errors)
     core.store.put([Item(lago(1))])
     assert core.next_wait(urgent=True, now=0, deadline=10, interval=1) is None
 
 
-def test_an_empty_queue_waits_one_interval(errors: list[ForwardingError]) -> None:
+def test_an_empty_queue_waits_one_interval(errors: list[ForwardingFailure]) -> None:
     assert make_core(errors).next_wait(urgent=True, now=0, deadline=0, interval=2.5) == 2.5
 
 
-def test_settle_counts_delivered_duplicates_and_failures(errors: list[ForwardingError]) -> None:
+def test_settle_counts_delivered_duplicates_and_failures(errors: list[ForwardingFailure]) -> None:
     core = make_core(errors)
     items = queued(core, lago(1), lago(2), lago(3))
     result = BatchResult(
@@ -95,7 +95,7 @@ def test_settle_counts_delivered_duplicates_and_failures(errors: list[Forwarding
     assert [(e.message_id, e.error, e.permanent) for e in errors] == [("m3", PERMANENT, True)]
 
 
-def test_settle_matches_equal_events_the_client_rebuilt(errors: list[ForwardingError]) -> None:
+def test_settle_matches_equal_events_the_client_rebuilt(errors: list[ForwardingFailure]) -> None:
     core = make_core(errors)
     items = queued(core, lago(1))
     # Not the same object, an equal one: matched on transaction_id + subscription.
@@ -104,7 +104,7 @@ def test_settle_matches_equal_events_the_client_rebuilt(errors: list[ForwardingE
     assert errors[0].lago_event is items[0].event
 
 
-def test_a_client_exception_fails_the_whole_batch(errors: list[ForwardingError]) -> None:
+def test_a_client_exception_fails_the_whole_batch(errors: list[ForwardingFailure]) -> None:
     core = make_core(errors)
     items = queued(core, lago(1), lago(2))
     boom = RuntimeError("client bug")
@@ -113,12 +113,12 @@ def test_a_client_exception_fails_the_whole_batch(errors: list[ForwardingError])
     assert core.stats().failed == 2
 
 
-def test_batch_size_is_capped_at_lagos_limit(errors: list[ForwardingError]) -> None:
+def test_batch_size_is_capped_at_lagos_limit(errors: list[ForwardingFailure]) -> None:
     with pytest.raises(ValueError, match="between 1 and 100"):
         make_core(errors, batch_size=101)
 
 
-def test_a_429_pauses_every_sender_until_the_reset(errors: list[ForwardingError]) -> None:
+def test_a_429_pauses_every_sender_until_the_reset(errors: list[ForwardingFailure]) -> None:
     clock = Clock()
     core = make_core(errors, clock=clock)
     first = core.gated(one_call())
@@ -133,7 +133,7 @@ def test_a_429_pauses_every_sender_until_the_reset(errors: list[ForwardingError]
     assert isinstance(second.send(None), Call)
 
 
-def test_a_paused_sender_idles_with_a_full_batch_ready(errors: list[ForwardingError]) -> None:
+def test_a_paused_sender_idles_with_a_full_batch_ready(errors: list[ForwardingFailure]) -> None:
     clock = Clock()
     core = make_core(errors, clock=clock)
     core.store.put([Item(lago(n)) for n in range(3)])
@@ -144,7 +144,7 @@ def test_a_paused_sender_idles_with_a_full_batch_ready(errors: list[ForwardingEr
     assert isinstance(sender.send(None), Send)
 
 
-def test_a_rate_limited_batch_pauses_every_sender(errors: list[ForwardingError]) -> None:
+def test_a_rate_limited_batch_pauses_every_sender(errors: list[ForwardingFailure]) -> None:
     clock = Clock()
     core = make_core(errors, clock=clock)
     core.store.put([Item(lago(n)) for n in range(6)])
@@ -157,7 +157,7 @@ def test_a_rate_limited_batch_pauses_every_sender(errors: list[ForwardingError])
     assert len(errors) == 3  # memory mode: the batch is reported
 
 
-def test_a_client_flow_stops_once_close_gave_up(errors: list[ForwardingError]) -> None:
+def test_a_client_flow_stops_once_close_gave_up(errors: list[ForwardingFailure]) -> None:
     core = make_core(errors)
     flow = core.gated(one_call())
     core.abandon()
@@ -165,7 +165,7 @@ def test_a_client_flow_stops_once_close_gave_up(errors: list[ForwardingError]) -
         next(flow)
 
 
-def test_close_takes_over_a_batch_in_flight_exactly_once(errors: list[ForwardingError]) -> None:
+def test_close_takes_over_a_batch_in_flight_exactly_once(errors: list[ForwardingFailure]) -> None:
     core = make_core(errors)
     core.store.put([Item(lago(n)) for n in range(3)])
     sender = core.sender()
@@ -179,7 +179,7 @@ def test_close_takes_over_a_batch_in_flight_exactly_once(errors: list[Forwarding
     assert (core.stats().delivered, errors, core.abandon()) == (0, [], [])
 
 
-def test_senders_share_the_work_one_batch_each(errors: list[ForwardingError]) -> None:
+def test_senders_share_the_work_one_batch_each(errors: list[ForwardingFailure]) -> None:
     core = make_core(errors)
     core.store.put([Item(lago(n)) for n in range(6)])
     first, second, third = core.sender(), core.sender(), core.sender()
@@ -192,7 +192,7 @@ def test_senders_share_the_work_one_batch_each(errors: list[ForwardingError]) ->
     assert core.settled == 3
 
 
-def test_no_pause_when_waiting_is_off(errors: list[ForwardingError]) -> None:
+def test_no_pause_when_waiting_is_off(errors: list[ForwardingFailure]) -> None:
     core = make_core(errors)
     core.pauses = False  # the client's retry policy does not really sleep
     core.pause(5)

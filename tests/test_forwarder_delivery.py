@@ -26,7 +26,7 @@ from lago_segment.errors import (
     LagoConnectionError,
     QueueFullError,
 )
-from lago_segment.forwarder import AsyncForwarder, Forwarder, ForwardingError
+from lago_segment.forwarder import AsyncForwarder, Forwarder, ForwardingFailure
 from lago_segment.forwarder._stores import Item
 from lago_segment.lago import LagoEvent
 
@@ -76,7 +76,7 @@ async def test_forward_returns_while_the_sender_is_blocked_on_the_network(
 
 
 async def test_a_permanent_failure_reaches_on_error_with_the_events(
-    driver: Driver, sender: FakeSender, errors: list[ForwardingError]
+    driver: Driver, sender: FakeSender, errors: list[ForwardingFailure]
 ) -> None:
     sender.fail = {"m1": (PERMANENT, True)}
     fwd = driver.make(sender, spec=TinySpec(), on_error=errors.append)
@@ -92,7 +92,7 @@ async def test_a_permanent_failure_reaches_on_error_with_the_events(
 
 
 async def test_in_memory_a_transient_failure_after_the_client_retries_is_reported(
-    driver: Driver, sender: FakeSender, errors: list[ForwardingError]
+    driver: Driver, sender: FakeSender, errors: list[ForwardingFailure]
 ) -> None:
     sender.fail = {"m1": (TRANSIENT, False)}
     fwd = driver.make(sender, spec=TinySpec(), on_error=errors.append)
@@ -103,7 +103,7 @@ async def test_in_memory_a_transient_failure_after_the_client_retries_is_reporte
 
 
 async def test_a_client_that_raises_does_not_stop_the_sender(
-    driver: Driver, sender: FakeSender, errors: list[ForwardingError]
+    driver: Driver, sender: FakeSender, errors: list[ForwardingFailure]
 ) -> None:
     sender.raise_error = LagoConnectionError("boom")
     fwd = driver.make(sender, spec=TinySpec(), on_error=errors.append)
@@ -130,7 +130,7 @@ async def test_a_full_queue_raises_queue_full_by_default(
 
 
 async def test_a_full_queue_drops_and_reports_with_on_full_drop(
-    driver: Driver, sender: FakeSender, errors: list[ForwardingError]
+    driver: Driver, sender: FakeSender, errors: list[ForwardingFailure]
 ) -> None:
     fwd = driver.make(
         sender,
@@ -159,7 +159,7 @@ async def test_mapping_errors_are_raised_from_forward_by_default(
 
 
 async def test_mapping_errors_go_to_on_error_when_reported(
-    driver: Driver, sender: FakeSender, errors: list[ForwardingError]
+    driver: Driver, sender: FakeSender, errors: list[ForwardingFailure]
 ) -> None:
     fwd = driver.make(sender, spec=TinySpec(), mapping_errors="report", on_error=errors.append)
     fwd.forward({"type": "nope", "messageId": "x"})
@@ -183,7 +183,7 @@ async def test_close_delivers_what_was_queued(driver: Driver, sender: FakeSender
 
 
 async def test_close_past_its_deadline_reports_every_undelivered_event_once(
-    driver: Driver, sender: FakeSender, errors: list[ForwardingError]
+    driver: Driver, sender: FakeSender, errors: list[ForwardingFailure]
 ) -> None:
     sender.gate = threading.Event()
     fwd = driver.make(
@@ -242,7 +242,7 @@ def test_flush_waits_for_an_event_the_sender_could_settle_before_forward_counted
 async def test_an_on_error_callback_that_raises_is_logged_not_propagated(
     driver: Driver, sender: FakeSender, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def broken(failure: ForwardingError) -> None:
+    def broken(failure: ForwardingFailure) -> None:
         raise RuntimeError("callback bug")
 
     sender.fail = {"m1": (PERMANENT, True)}
@@ -307,7 +307,7 @@ def test_a_blocked_forward_proceeds_when_room_frees_up() -> None:
 
 
 async def test_report_hands_a_callers_error_to_on_error_with_its_stage(
-    driver: Driver, sender: FakeSender, errors: list[ForwardingError]
+    driver: Driver, sender: FakeSender, errors: list[ForwardingFailure]
 ) -> None:
     fwd = driver.make(sender, on_error=errors.append)
     full = QueueFullError("full")
@@ -330,7 +330,7 @@ class AsyncForeignFailureSender(ForeignFailureSender):
 
 
 async def test_a_batch_result_naming_foreign_events_fails_the_batch(
-    driver: Driver, errors: list[ForwardingError]
+    driver: Driver, errors: list[ForwardingFailure]
 ) -> None:
     client = AsyncForeignFailureSender() if driver.kind == "asyncio" else ForeignFailureSender()
     fwd = driver.make(client, spec=TinySpec(), on_error=errors.append)
@@ -389,7 +389,7 @@ def test_flush_from_an_on_error_callback_returns_instead_of_waiting_for_itself()
     results: list[bool] = []
     returned = threading.Event()
 
-    def flush_on_error(failure: ForwardingError) -> None:
+    def flush_on_error(failure: ForwardingFailure) -> None:
         results.append(fwd.flush())
         returned.set()
 

@@ -14,7 +14,7 @@ import pytest
 from support_forwarder import Driver, TinySpec, track
 
 from lago_segment.client import AsyncLagoClient, LagoClient, RetryPolicy
-from lago_segment.forwarder import AsyncForwarder, Forwarder, ForwardingError
+from lago_segment.forwarder import AsyncForwarder, Forwarder, ForwardingFailure
 from lago_segment.testing import FakeLago, Fault
 
 N = 50_000
@@ -116,7 +116,7 @@ async def test_50k_events_from_concurrent_callers_are_stored_exactly_once_despit
     driver: Driver, fake: FakeLago, mode: str, tmp_path: Path
 ) -> None:
     transport = GatedTransport(fake.transport)
-    errors: list[ForwardingError] = []
+    errors: list[ForwardingFailure] = []
     fwd = driver.make(
         make_client(driver, transport),
         spec=TinySpec(),

@@ -18,7 +18,7 @@ from lago_segment.errors import (
     ValidationError,
 )
 from lago_segment.events import SegmentEvent, Track
-from lago_segment.forwarder import ForwardingError, HandlerRetry, Settings
+from lago_segment.forwarder import ForwardingFailure, HandlerRetry, Settings
 from lago_segment.lago import LagoEvent
 
 NO_WAIT = HandlerRetry(attempts=3, wait_initial=0, wait_max=0, wait_jitter=0)
@@ -28,7 +28,7 @@ NO_WAIT = HandlerRetry(attempts=3, wait_initial=0, wait_max=0, wait_jitter=0)
     "error", [EventNotSupported("no"), InvalidEventPayload("bad"), ValidationError("invalid")]
 )
 async def test_a_permanent_handler_error_discards_and_reports_the_event(
-    driver: Driver, sender: FakeSender, errors: list[ForwardingError], error: Exception
+    driver: Driver, sender: FakeSender, errors: list[ForwardingFailure], error: Exception
 ) -> None:
     fwd = driver.make(sender, spec=TinySpec(), on_error=errors.append)
 
@@ -46,7 +46,7 @@ async def test_a_permanent_handler_error_discards_and_reports_the_event(
 
 
 async def test_drop_event_discards_quietly_and_is_counted(
-    driver: Driver, sender: FakeSender, errors: list[ForwardingError]
+    driver: Driver, sender: FakeSender, errors: list[ForwardingFailure]
 ) -> None:
     fwd = driver.make(sender, spec=TinySpec(), on_error=errors.append)
 
@@ -79,7 +79,7 @@ async def test_retry_error_retries_the_handler_until_it_succeeds(
 
 
 async def test_retry_error_is_reported_once_the_attempts_run_out(
-    driver: Driver, sender: FakeSender, errors: list[ForwardingError]
+    driver: Driver, sender: FakeSender, errors: list[ForwardingFailure]
 ) -> None:
     fwd = driver.make(sender, handler_retry=NO_WAIT, sleep=lambda s: None, on_error=errors.append)
 
@@ -93,7 +93,7 @@ async def test_retry_error_is_reported_once_the_attempts_run_out(
 
 
 async def test_a_handler_raising_any_exception_does_not_stop_later_events(
-    driver: Driver, sender: FakeSender, errors: list[ForwardingError]
+    driver: Driver, sender: FakeSender, errors: list[ForwardingFailure]
 ) -> None:
     fwd = driver.make(sender, on_error=errors.append)
 
@@ -111,7 +111,7 @@ async def test_a_handler_raising_any_exception_does_not_stop_later_events(
 
 
 async def test_a_handler_returning_something_else_is_reported(
-    driver: Driver, sender: FakeSender, errors: list[ForwardingError]
+    driver: Driver, sender: FakeSender, errors: list[ForwardingFailure]
 ) -> None:
     fwd = driver.make(sender, on_error=errors.append)
     fwd.on("track")(lambda event, settings: {"code": "x"})
@@ -184,7 +184,7 @@ def test_settings_are_read_only() -> None:
 
 
 async def test_async_forwarder_retries_a_handler_without_blocking_the_loop(
-    monkeypatch: pytest.MonkeyPatch, errors: list[ForwardingError]
+    monkeypatch: pytest.MonkeyPatch, errors: list[ForwardingFailure]
 ) -> None:
     # forward() runs on the event loop: a time.sleep there would stall it.
     def no_blocking_sleep(seconds: float) -> None:
@@ -209,7 +209,7 @@ async def test_async_forwarder_retries_a_handler_without_blocking_the_loop(
 
 
 async def test_async_forwarder_awaits_a_handlers_retry_wait_while_the_loop_runs(
-    errors: list[ForwardingError],
+    errors: list[ForwardingFailure],
 ) -> None:
     driver = Driver("asyncio")
     sender = driver.sender()
@@ -240,7 +240,7 @@ async def test_async_forwarder_awaits_a_handlers_retry_wait_while_the_loop_runs(
 
 
 async def test_aclose_reports_an_event_whose_handler_retry_is_still_waiting(
-    errors: list[ForwardingError],
+    errors: list[ForwardingFailure],
 ) -> None:
     driver = Driver("asyncio")
     sender = driver.sender()

@@ -18,7 +18,7 @@ from lago_segment.forwarder import (
     DEFAULT_MAX_IN_FLIGHT,
     AsyncForwarder,
     Forwarder,
-    ForwardingError,
+    ForwardingFailure,
 )
 
 
@@ -58,7 +58,7 @@ async def test_max_in_flight_batches_reach_the_server_at_the_same_time(driver: D
 async def test_close_against_a_hanging_server_reports_every_undelivered_event_once(
     driver: Driver,
 ) -> None:
-    errors: list[ForwardingError] = []
+    errors: list[ForwardingFailure] = []
     with LoopbackLago(hang=True) as lago:
         client = client_for(driver, lago.url, timeout=30.0)
         fwd = driver.make(
@@ -174,7 +174,7 @@ async def test_a_429_holds_every_sender_until_the_reset(driver: Driver) -> None:
         client = LagoClient(
             "key", api_url="http://127.0.0.1:9", http_client=httpx.Client(transport=transport)
         )
-    errors: list[ForwardingError] = []
+    errors: list[ForwardingFailure] = []
     fwd = driver.make(
         client, spec=TinySpec(), batch_size=1, max_in_flight=4, on_error=errors.append
     )

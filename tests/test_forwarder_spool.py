@@ -14,7 +14,7 @@ import pytest
 from support_forwarder import PERMANENT, TRANSIENT, Driver, FakeSender, TinySpec, lago, track
 
 from lago_segment.errors import ConfigurationError, QueueFullError, SpoolError
-from lago_segment.forwarder import AsyncForwarder, Forwarder, ForwardingError
+from lago_segment.forwarder import AsyncForwarder, Forwarder, ForwardingFailure
 from lago_segment.forwarder._spool import SpoolStore
 from lago_segment.forwarder._stores import Item
 
@@ -80,7 +80,7 @@ async def test_a_new_forwarder_delivers_what_an_earlier_one_left(
 async def test_a_transient_failure_keeps_the_events_and_sends_them_again(
     driver: Driver, sender: FakeSender, spool: Path
 ) -> None:
-    errors: list[ForwardingError] = []
+    errors: list[ForwardingFailure] = []
     sender.fail = {"m1": (TRANSIENT, False)}
     fwd = driver.make(
         sender, spec=TinySpec(), spool=spool, spool_retry_wait=0, on_error=errors.append
@@ -100,7 +100,7 @@ async def test_a_transient_failure_keeps_the_events_and_sends_them_again(
 async def test_a_permanent_failure_leaves_the_spool_and_is_reported(
     driver: Driver, sender: FakeSender, spool: Path
 ) -> None:
-    errors: list[ForwardingError] = []
+    errors: list[ForwardingFailure] = []
     sender.fail = {"m1": (PERMANENT, True)}
     fwd = driver.make(sender, spec=TinySpec(), spool=spool, on_error=errors.append)
     fwd.forward(track(1))
@@ -127,7 +127,7 @@ async def test_a_full_spool_raises_queue_full(
 async def test_a_full_spool_drops_and_reports_with_on_full_drop(
     driver: Driver, sender: FakeSender, spool: Path
 ) -> None:
-    errors: list[ForwardingError] = []
+    errors: list[ForwardingFailure] = []
     fwd = driver.make(
         sender,
         spec=TinySpec(),
@@ -184,7 +184,7 @@ async def test_a_row_that_fails_validation_is_reported_once_and_set_aside(
 ) -> None:
     leave_in_spool(spool, 5)
     poison(spool, "m2", bad)
-    errors: list[ForwardingError] = []
+    errors: list[ForwardingFailure] = []
     fwd = driver.make(sender, spool=spool, on_error=errors.append)
     assert await driver.close(fwd)
     assert sorted(sender.stored) == ["m0", "m1", "m3", "m4"]
@@ -237,7 +237,7 @@ async def test_a_spool_write_error_raises_a_spool_error_by_default(
 async def test_a_spool_write_error_is_reported_with_on_full_drop(
     driver: Driver, sender: FakeSender, spool: Path
 ) -> None:
-    errors: list[ForwardingError] = []
+    errors: list[ForwardingFailure] = []
     fwd = driver.make(
         sender,
         spec=TinySpec(),
@@ -318,7 +318,7 @@ async def test_with_several_batches_in_flight_each_ack_deletes_its_own_rows(
     driver: Driver, sender: FakeSender, spool: Path
 ) -> None:
     sender.fail = {"m1": (TRANSIENT, False)}
-    errors: list[ForwardingError] = []
+    errors: list[ForwardingFailure] = []
     fwd = driver.make(
         sender,
         spec=TinySpec(),

@@ -19,7 +19,7 @@ from lago_segment import LagoSegmentError
 from lago_segment._events import _ISO_RE, _loads, _parse_iso
 from lago_segment.errors import InvalidEventPayload, MappingError
 from lago_segment.events import MAX_MESSAGE_BYTES, iter_events, parse_batch, parse_event
-from lago_segment.forwarder import ForwardingError
+from lago_segment.forwarder import ForwardingFailure
 from lago_segment.mapping import MappingSpec
 from lago_segment.testing import FakeLagoFixture
 
@@ -84,7 +84,7 @@ def test_number_directives_keep_numbers_within_the_bound() -> None:
 
 
 def test_a_forwarder_reports_the_oversized_amount_alone_and_delivers_the_rest() -> None:
-    errors: list[ForwardingError] = []
+    errors: list[ForwardingFailure] = []
     batch = [track(n, "1e999999999" if n == 4 else str(n)) for n in range(9)]
     with FakeLagoFixture() as lago:
         forwarder = lago.forwarder(

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from lago_segment import Forwarder, ForwardingError, LagoEvent
+from lago_segment import Forwarder, ForwardingFailure, LagoEvent
 from lago_segment.client import LagoClient, RetryPolicy
 from lago_segment.errors import ConfigurationError, LagoValidationError
 from lago_segment.mapping import MappingSpec
@@ -259,7 +259,7 @@ def test_the_sink_under_a_forwarder_produces_lago_apis_messages(
 ) -> None:
     _, brokers = cluster
     topic = unique("events_raw")
-    errors: list[ForwardingError] = []
+    errors: list[ForwardingFailure] = []
     sink = RawEventsSink(
         {"bootstrap.servers": brokers, "log_level": 0},
         topic=topic,
@@ -321,7 +321,7 @@ def test_failed_delivery_reports_reach_the_forwarders_on_error() -> None:
         organization_id="org-9",
         delivery_timeout=0.5,
     )
-    errors: list[ForwardingError] = []
+    errors: list[ForwardingFailure] = []
     with Forwarder(sink, on_error=errors.append) as forwarder:
 
         @forwarder.on("track")
@@ -376,7 +376,7 @@ def test_malformed_messages_go_to_the_dead_letter_topic_and_consumption_continue
     skipped = [json.dumps({**track(100), "event": "Page Viewed"}).encode()]
     produce(cluster, topic, [*good[:15], *malformed, *skipped, *good[15:]])
     fake = FakeLago(api_key=KEY)
-    errors: list[ForwardingError] = []
+    errors: list[ForwardingFailure] = []
     consumer = consumer_for(
         fake_client(fake),
         brokers,
@@ -609,7 +609,7 @@ def test_stopping_during_an_outage_commits_nothing_unsettled_and_returns(
     produce(cluster, topic, [json.dumps(track(n)).encode() for n in range(50)])
     fake = FakeLago(api_key=KEY)
     fake.fail_randomly(1.0, faults=[503])
-    errors: list[ForwardingError] = []
+    errors: list[ForwardingFailure] = []
     consumer = consumer_for(
         fake_client(fake),
         brokers,

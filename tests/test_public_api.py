@@ -52,3 +52,19 @@ def test_the_console_script_entry_point_and_python_m_run_main() -> None:
 
 def test_the_pytest_plugin_module_imports() -> None:
     importlib.import_module("lago_segment.testing._pytest_plugin")
+
+
+@pytest.mark.parametrize("name", ["lago_segment", "lago_segment.forwarder"])
+def test_forwarding_error_is_a_deprecated_alias_of_forwarding_failure(name: str) -> None:
+    module = importlib.import_module(name)
+    with pytest.warns(DeprecationWarning, match="use .*ForwardingFailure"):
+        alias = module.ForwardingError
+    assert alias is module.ForwardingFailure
+    assert "ForwardingError" not in module.__all__
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    import lago_segment
+
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        lago_segment.Nope  # noqa: B018

@@ -69,7 +69,7 @@ class Tally:
         self.failed += len(result.failed)
 
 
-class CheckpointError(LagoSegmentError, ValueError):
+class CheckpointError(LagoSegmentError):
     """A checkpoint cannot be used: unreadable, of another input, or its input changed."""
 
 

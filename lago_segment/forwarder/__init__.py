@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
+from lago_segment._lazy import attach
 from lago_segment._reporting import message_id_of
 from lago_segment._types import AsyncClient, Mapper, SyncClient
 from lago_segment.client import AsyncLagoClient, LagoClient
@@ -50,7 +51,7 @@ from lago_segment.forwarder._handlers import Handler, HandlerRetry, Settings
 from lago_segment.forwarder._records import (
     ErrorCallback,
     ForwarderStats,
-    ForwardingError,
+    ForwardingFailure,
     Stage,
     log_error,
 )
@@ -70,7 +71,7 @@ __all__ = [
     "ErrorCallback",
     "Forwarder",
     "ForwarderStats",
-    "ForwardingError",
+    "ForwardingFailure",
     "Handler",
     "HandlerRetry",
     "Mapper",
@@ -231,7 +232,7 @@ class _BaseForwarder:
             stage = "queue"
         else:
             stage = "delivery"
-        self._core.report(ForwardingError(error, stage, message_id_of(event), None, event))
+        self._core.report(ForwardingFailure(error, stage, message_id_of(event), None, event))
 
     @property
     def max_in_flight(self) -> int:
@@ -301,7 +302,7 @@ class Forwarder(_BaseForwarder):
       ``forward()`` does: ``"raise"`` :class:`~lago_segment.QueueFullError`,
       ``"block"`` up to ``block_timeout`` seconds for room then raise, or
       ``"drop"`` the events and tell ``on_error`` (stage ``"queue"``).
-    - ``on_error``: a callback (or several) given a :class:`ForwardingError` for
+    - ``on_error``: a callback (or several) given a :class:`ForwardingFailure` for
       every event not delivered; by default a warning on the ``lago_segment`` logger.
     - ``spool``: a SQLite file path for durable delivery (``max_spool_events``
       bounds it; ``on_full`` applies, also when the file cannot be written:
@@ -650,7 +651,9 @@ class AsyncForwarder(_BaseForwarder):
             flow.close()
             self._core.count(rejected=1)
             error = ForwarderClosedError("the forwarder closed before a handler retry ran")
-            self._core.report(ForwardingError(error, "handler", message_id_of(event), None, event))
+            self._core.report(
+                ForwardingFailure(error, "handler", message_id_of(event), None, event)
+            )
             raise
         # No caller to raise to any more: a full queue drops and reports.
         self._accept(items, can_raise=False)
@@ -835,3 +838,7 @@ class AsyncForwarder(_BaseForwarder):
         # next forward() made on a running loop in the child.
         self._reset_asyncio()
         self._core.reset_after_fork()
+
+
+# ForwardingError was renamed ForwardingFailure (a record, not an exception).
+__getattr__, __dir__ = attach(__name__, {}, deprecated={"ForwardingError": "ForwardingFailure"})

@@ -48,7 +48,7 @@ from lago_segment.forwarder._records import (
     COUNTERS,
     ErrorCallback,
     ForwarderStats,
-    ForwardingError,
+    ForwardingFailure,
     Stage,
     log_error,
 )
@@ -232,7 +232,7 @@ class Core:
 
     # -- reporting ------------------------------------------------------------------------
 
-    def report(self, failure: ForwardingError) -> None:
+    def report(self, failure: ForwardingFailure) -> None:
         """Tell every callback; a callback that raises is logged, never propagated."""
         for callback in self.callbacks:
             try:
@@ -344,7 +344,7 @@ class Core:
         self.count(rejected=1)
         if stage == "mapping" and self.raise_mapping_errors:
             return  # the caller gets the exception itself
-        self.report(ForwardingError(error, stage, message_id, None, event))
+        self.report(ForwardingFailure(error, stage, message_id, None, event))
 
     def overflow(
         self, items: Sequence[Item], error: Exception | None = None, *, can_raise: bool = True
@@ -361,7 +361,9 @@ class Core:
         if self.on_full != "drop" and can_raise:
             raise error
         for item in items:
-            self.report(ForwardingError(error, "queue", item.message_id, item.event, item.source))
+            self.report(
+                ForwardingFailure(error, "queue", item.message_id, item.event, item.source)
+            )
 
     def next_wait(
         self, *, urgent: bool, now: float, deadline: float, interval: float
@@ -475,7 +477,7 @@ class Core:
         with self._lock:
             self.settled += len(rows)
         for row in rows:
-            self.report(ForwardingError(row.error, "delivery", row.message_id))
+            self.report(ForwardingFailure(row.error, "delivery", row.message_id))
 
     def _done_settling(self) -> None:
         with self._flight:
@@ -587,7 +589,7 @@ class Core:
         self.metrics.settled(None if isinstance(result, Exception) else result, failures, kept_ids)
         for item, error, _permanent in failures:
             self.report(
-                ForwardingError(
+                ForwardingFailure(
                     error,
                     "delivery",
                     item.message_id,
@@ -607,7 +609,7 @@ class Core:
         self.metrics.items("failed", items, error)
         for item in items:
             self.report(
-                ForwardingError(error, "delivery", item.message_id, item.event, item.source)
+                ForwardingFailure(error, "delivery", item.message_id, item.event, item.source)
             )
 
 

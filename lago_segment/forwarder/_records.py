@@ -1,4 +1,4 @@
-"""What a forwarder reports: failed events (:class:`ForwardingError`) and counters."""
+"""What a forwarder reports: failed events (:class:`ForwardingFailure`) and counters."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ Stage = Literal["mapping", "handler", "queue", "delivery"]
 
 
 @attrs.frozen(slots=True)
-class ForwardingError:
+class ForwardingFailure:
     """One event the forwarder could not deliver, handed to the ``on_error`` callback.
 
     It carries everything needed to store the event in a dead-letter table and
@@ -28,7 +28,7 @@ class ForwardingError:
     ``messageId``, the Lago event (when mapping got that far) and the Segment
     event (when it is still in memory)::
 
-        def to_dead_letter(failure: ForwardingError) -> None:
+        def to_dead_letter(failure: ForwardingFailure) -> None:
             if failure.lago_event is not None:
                 db.insert(failure.message_id, failure.lago_event.to_dict(), str(failure.error))
 
@@ -52,10 +52,10 @@ class ForwardingError:
 
 
 #: A callback told about every event that could not be delivered.
-ErrorCallback = Callable[[ForwardingError], None]
+ErrorCallback = Callable[[ForwardingFailure], None]
 
 
-def log_error(failure: ForwardingError) -> None:
+def log_error(failure: ForwardingFailure) -> None:
     """The default ``on_error``: one warning on the ``lago_segment`` logger.
 
     Logs the stage, the messageId, the transaction_id and the error's message

@@ -16,8 +16,9 @@ loaded on first use, and confluent-kafka only when a consumer or a sink is built
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lago_segment._lazy import attach
 
 if TYPE_CHECKING:
     from ._consumer import ConsumerStats, SegmentConsumer
@@ -45,7 +46,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = attach(__name__, _LAZY)

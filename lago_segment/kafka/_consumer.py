@@ -33,7 +33,7 @@ from lago_segment.errors import (
     MappingError,
     QueueFullError,
 )
-from lago_segment.forwarder._records import ErrorCallback, ForwardingError, log_error
+from lago_segment.forwarder._records import ErrorCallback, ForwardingFailure, log_error
 
 from ._offsets import OffsetTracker, PartitionKey, Ticket
 from ._sink import import_kafka
@@ -542,7 +542,7 @@ class SegmentConsumer:
     ) -> None:
         self._count(dead_lettered=1)
         self._on_error(
-            ForwardingError(
+            ForwardingFailure(
                 InvalidEventPayload(problem, "$")
                 if reason != "mapping_failed"
                 else MappingError(problem),
@@ -600,7 +600,7 @@ class SegmentConsumer:
             except BufferError:
                 self._dead_letters.poll(0.1)
 
-    def _forwarding_error(self, failure: ForwardingError) -> None:
+    def _forwarding_error(self, failure: ForwardingFailure) -> None:
         if self._giving_up.is_set() and failure.stage == "delivery":
             # Not delivered before shutdown, so not committed: read again on restart.
             failure = attrs.evolve(failure, permanent=False)
