@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
+from lago_segment._http import Receive, Scope, Send, read_asgi_body, send_asgi
 from lago_segment.lago_webhooks._core import (
     DEFAULT_MAX_BODY_BYTES,
     Endpoint,
     LagoPublicKey,
-    LagoWebhookResponse,
     RejectedCallback,
 )
 
@@ -20,11 +20,6 @@ if TYPE_CHECKING:
     from lago_segment.mapping import MappingSpec
 
 __all__ = ["LagoWebhookASGIApp", "asgi_app"]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 
 class LagoWebhookASGIApp:
@@ -53,7 +48,7 @@ class LagoWebhookASGIApp:
         endpoint = self.endpoint
         response = endpoint.precheck(scope["method"], scope["path"], headers.get("content-length"))
         if response is None:
-            body = await _read_body(receive, endpoint.max_body_bytes)
+            body = await read_asgi_body(receive, endpoint.max_body_bytes)
             if body is None:  # the client went away
                 return
             if body is False:
@@ -64,7 +59,7 @@ class LagoWebhookASGIApp:
                     await _load_key(endpoint)
                 # Callbacks may write files: off the event loop, like the key fetch.
                 response = await asyncio.to_thread(endpoint.handle, body, headers)
-        await _send(send, response)
+        await send_asgi(send, response)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -87,31 +82,6 @@ async def _load_key(endpoint: Endpoint) -> None:
     # On failure handle() answers 503 and logs why; Lago retries.
     with contextlib.suppress(LagoSegmentError):
         await asyncio.to_thread(endpoint.public_key.get)
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes | bool | None:
-    """The body; False once it grows past ``limit`` (the rest is not read); None on disconnect."""
-    body = bytearray()
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        body += message.get("body", b"")
-        if len(body) > limit:
-            return False
-        if not message.get("more_body", False):
-            return bytes(body)
-
-
-async def _send(send: Send, response: LagoWebhookResponse) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": response.status,
-            "headers": [(k.lower().encode(), v.encode()) for k, v in response.headers],
-        }
-    )
-    await send({"type": "http.response.body", "body": response.body})
 
 
 def asgi_app(

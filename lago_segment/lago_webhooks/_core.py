@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
+from lago_segment._http import json_headers
 from lago_segment._metrics import log_fields
 from lago_segment.errors import ConfigurationError, LagoSegmentError
 
@@ -138,13 +139,7 @@ class LagoWebhookResponse:
     duplicate: bool = False
     """True when this ``X-Lago-Unique-Key`` was handled already (nothing reported again)."""
     headers: tuple[tuple[str, str], ...] = attrs.field(
-        default=attrs.Factory(
-            lambda self: (
-                ("Content-Type", "application/json"),
-                ("Content-Length", str(len(self.body))),
-            ),
-            takes_self=True,
-        )
+        default=attrs.Factory(json_headers, takes_self=True)
     )
     """The response headers."""
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
+from lago_segment._http import read_wsgi_body, wsgi_headers
 from lago_segment.lago_webhooks._core import (
     DEFAULT_MAX_BODY_BYTES,
     Endpoint,
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 __all__ = ["LagoWebhookWSGIApp", "wsgi_app"]
 
 StartResponse = Callable[..., Any]
-_CHUNK = 64 * 1024
 
 
 class LagoWebhookWSGIApp:
@@ -53,29 +53,13 @@ class LagoWebhookWSGIApp:
         return [response.body]
 
     def _read_and_handle(self, environ: dict[str, Any], length: str | None) -> LagoWebhookResponse:
-        stream: IO[bytes] = environ["wsgi.input"]
         limit = self.endpoint.max_body_bytes
-        if length is not None:
-            remaining = int(length)  # precheck made it <= limit
-        elif environ.get("wsgi.input_terminated"):
-            remaining = limit + 1
-        else:
+        body = read_wsgi_body(environ, length, limit)
+        if body is None:
             return _respond(411, "Content-Length required")
-        body = bytearray()
-        while remaining > 0:
-            chunk = stream.read(min(_CHUNK, remaining))
-            if not chunk:
-                break
-            body += chunk
-            remaining -= len(chunk)
         if len(body) > limit:
             return self.endpoint.too_large()
-        headers = {
-            key[5:].replace("_", "-"): value
-            for key, value in environ.items()
-            if key.startswith("HTTP_")
-        }
-        return self.endpoint.handle(bytes(body), headers)
+        return self.endpoint.handle(body, wsgi_headers(environ))
 
 
 def wsgi_app(

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
-
+from lago_segment._http import Receive, Scope, Send, read_asgi_body, send_asgi
 from lago_segment._types import ErrorCallback, SupportsForward
-from lago_segment.webhook._core import DEFAULT_MAX_BODY_BYTES, Endpoint, WebhookResponse
+from lago_segment.webhook._core import DEFAULT_MAX_BODY_BYTES, Endpoint
 
 __all__ = ["ASGIApp", "asgi_app"]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 
 class ASGIApp:
@@ -42,7 +35,7 @@ class ASGIApp:
             scope["method"], scope["path"], headers.get("content-length")
         )
         if response is None:
-            body = await _read_body(receive, self.endpoint.max_body_bytes)
+            body = await read_asgi_body(receive, self.endpoint.max_body_bytes)
             if body is None:  # the client went away
                 return
             response = (
@@ -50,32 +43,7 @@ class ASGIApp:
                 if isinstance(body, bytes)
                 else self.endpoint.too_large()
             )
-        await _send(send, response)
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes | bool | None:
-    """The body; False once it grows past ``limit`` (the rest is not read); None on disconnect."""
-    body = bytearray()
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        body += message.get("body", b"")
-        if len(body) > limit:
-            return False
-        if not message.get("more_body", False):
-            return bytes(body)
-
-
-async def _send(send: Send, response: WebhookResponse) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": response.status,
-            "headers": [(k.lower().encode(), v.encode()) for k, v in response.headers],
-        }
-    )
-    await send({"type": "http.response.body", "body": response.body})
+        await send_asgi(send, response)
 
 
 async def _refuse_websocket(receive: Receive, send: Send) -> None:

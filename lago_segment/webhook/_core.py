@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from lago_segment._http import json_headers, json_headers_for
 from lago_segment._reporting import error_reporter
 from lago_segment._types import ErrorCallback, SupportsForward
 from lago_segment.errors import (
@@ -64,13 +65,7 @@ class WebhookResponse:
     """Events a handler discarded on purpose (``DropEvent``)."""
 
     headers: tuple[tuple[str, str], ...] = attrs.field(
-        default=attrs.Factory(
-            lambda self: (
-                ("Content-Type", "application/json"),
-                ("Content-Length", str(len(self.body))),
-            ),
-            takes_self=True,
-        )
+        default=attrs.Factory(json_headers, takes_self=True)
     )
     """The response headers: ``Content-Type`` and ``Content-Length`` (and ``Allow`` for 405)."""
 
@@ -92,10 +87,7 @@ def _respond(
         data["error"] = error
     data.update(counts or {})
     body = json.dumps(data, separators=(",", ":")).encode()
-    headers: tuple[tuple[str, str], ...] = (
-        ("Content-Type", "application/json"),
-        ("Content-Length", str(len(body))),
-    )
+    headers = json_headers_for(body)
     if allow is not None:
         headers += (("Allow", allow),)
     return WebhookResponse(status, body, headers=headers, **(counts or {}))

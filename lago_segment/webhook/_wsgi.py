@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import IO, Any
+from typing import Any
 
+from lago_segment._http import read_wsgi_body, wsgi_headers
 from lago_segment._types import ErrorCallback, SupportsForward
 from lago_segment.webhook._core import DEFAULT_MAX_BODY_BYTES, Endpoint, WebhookResponse, _respond
 
 __all__ = ["WSGIApp", "wsgi_app"]
 
 StartResponse = Callable[..., Any]
-_CHUNK = 64 * 1024
 
 
 class WSGIApp:
@@ -39,30 +39,13 @@ class WSGIApp:
         return [response.body]
 
     def _read_and_handle(self, environ: dict[str, Any], length: str | None) -> WebhookResponse:
-        stream: IO[bytes] = environ["wsgi.input"]
         limit = self.endpoint.max_body_bytes
-        if length is not None:
-            # PEP 3333: never read past Content-Length (precheck made it <= limit).
-            remaining = int(length)
-        elif environ.get("wsgi.input_terminated"):
-            remaining = limit + 1
-        else:
+        body = read_wsgi_body(environ, length, limit)
+        if body is None:
             return _respond(411, "Content-Length required")
-        body = bytearray()
-        while remaining > 0:
-            chunk = stream.read(min(_CHUNK, remaining))
-            if not chunk:
-                break
-            body += chunk
-            remaining -= len(chunk)
         if len(body) > limit:
             return self.endpoint.too_large()
-        headers = {
-            key[5:].replace("_", "-"): value
-            for key, value in environ.items()
-            if key.startswith("HTTP_")
-        }
-        return self.endpoint.handle(bytes(body), headers)
+        return self.endpoint.handle(body, wsgi_headers(environ))
 
 
 def wsgi_app(
