@@ -6,6 +6,7 @@
   and how they report a failure.
 - :class:`SyncClient` / :class:`AsyncClient`: what a forwarder needs from a
   client (a :class:`~lago_segment.client.LagoClient`, a Kafka sink, a fake).
+- :data:`SEGMENT_CALL_TYPES`: Segment's call types.
 """
 
 from __future__ import annotations
@@ -18,7 +19,19 @@ if TYPE_CHECKING:
     from lago_segment.events import SegmentEvent
     from lago_segment.lago import LagoEvent
 
-__all__ = ["AsyncClient", "ErrorCallback", "Mapper", "SupportsForward", "SyncClient"]
+__all__ = [
+    "SEGMENT_CALL_TYPES",
+    "AsyncClient",
+    "ErrorCallback",
+    "Mapper",
+    "SupportsForward",
+    "SyncClient",
+]
+
+#: Segment's call types, in Segment's order: the only list of them (the
+#: parser's models, the handlers, the webhook receiver and the test factory
+#: all read it).
+SEGMENT_CALL_TYPES = ("track", "identify", "group", "page", "screen", "alias", "delete")
 
 
 class Mapper(Protocol):

@@ -68,3 +68,10 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
 
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         lago_segment.Nope  # noqa: B018
+
+
+def test_the_parser_knows_exactly_segments_call_types() -> None:
+    from lago_segment import _events
+    from lago_segment._types import SEGMENT_CALL_TYPES
+
+    assert tuple(_events._BUILDERS) == SEGMENT_CALL_TYPES

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import attrs
 
+from lago_segment._types import SEGMENT_CALL_TYPES
 from lago_segment.client._flows import Wait
 from lago_segment.errors import DropEvent, RetryError
 from lago_segment.lago import LagoEvent
@@ -27,9 +28,7 @@ __all__ = [
 ]
 
 #: The call types a handler can be registered for (Segment Functions' ``onTrack`` ...).
-CALL_TYPES = frozenset(
-    {"track", "identify", "group", "page", "screen", "alias", "delete", "batch"}
-)
+CALL_TYPES = frozenset((*SEGMENT_CALL_TYPES, "batch"))
 
 #: A handler: ``(event, settings) -> LagoEvent | Iterable[LagoEvent] | None``.
 Handler = Callable[[Any, "Settings"], "LagoEvent | Iterable[LagoEvent] | None"]

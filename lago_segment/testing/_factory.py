@@ -8,6 +8,8 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from lago_segment._types import SEGMENT_CALL_TYPES
+
 __all__ = ["SegmentEventFactory", "segment_event"]
 
 _EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -23,8 +25,6 @@ _ALIASES = {
     "sent_at": "sentAt",
     "received_at": "receivedAt",
 }
-
-_TYPES = ("track", "identify", "group", "page", "screen", "alias", "delete")
 
 
 def _iso(moment: datetime) -> str:
@@ -62,8 +62,8 @@ class SegmentEventFactory:
 
     def __call__(self, type: str = "track", **overrides: Any) -> dict[str, Any]:
         """Build the next message of ``type`` with ``overrides`` applied."""
-        if type not in _TYPES:
-            raise ValueError(f"type must be one of {', '.join(_TYPES)}, not {type!r}")
+        if type not in SEGMENT_CALL_TYPES:
+            raise ValueError(f"type must be one of {', '.join(SEGMENT_CALL_TYPES)}, not {type!r}")
         self._count += 1
         n = self._count
         moment = _EPOCH + timedelta(seconds=n - 1)

@@ -14,7 +14,7 @@ import attrs
 
 from lago_segment._http import json_headers, json_headers_for
 from lago_segment._reporting import error_reporter
-from lago_segment._types import ErrorCallback, SupportsForward
+from lago_segment._types import SEGMENT_CALL_TYPES, ErrorCallback, SupportsForward
 from lago_segment.errors import (
     ConfigurationError,
     DropEvent,
@@ -33,10 +33,7 @@ DEFAULT_MAX_BODY_BYTES = 512 * 1024
 """Segment's own limit for a batch request (500 KB), with a little room."""
 
 
-def _supported_types() -> frozenset[str]:
-    from lago_segment.events import Alias, Delete, Group, Identify, Page, Screen, Track
-
-    return frozenset(c.type for c in (Track, Identify, Group, Page, Screen, Alias, Delete))
+_SUPPORTED_TYPES = frozenset(SEGMENT_CALL_TYPES)
 
 
 @attrs.frozen(slots=True)
@@ -382,7 +379,7 @@ _MALFORMED = object()
 def _forward_all(
     items: list[Any], forwarder: SupportsForward, report: ErrorCallback
 ) -> WebhookResponse:
-    supported = _supported_types()
+    supported = _SUPPORTED_TYPES
     counts = dict.fromkeys(("received", "forwarded", "unsupported", "rejected", "dropped"), 0)
     counts["received"] = len(items)
     for index, item in enumerate(items):
