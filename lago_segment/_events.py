@@ -449,28 +449,6 @@ def _version(d: Mapping[str, Any]) -> int | float | str | None:
     )
 
 
-_new = object.__new__
-# Each class's slot descriptors, by field name: setting a slot through its
-# descriptor skips the attribute lookup object.__setattr__ does every time.
-_SETTERS: dict[type[SegmentEvent], dict[str, Callable[[object, Any], None]]] = {}
-
-
-def _make(cls: type[SegmentEvent], fields: dict[str, Any]) -> SegmentEvent:
-    """Build ``cls`` from checked fields, without attrs' keyword ``__init__``.
-
-    Every parsed message is built here, and going around the keyword call
-    saves a third of the model's construction cost. ``fields`` must name every
-    field, ``_payload`` included.
-    """
-    setters = _SETTERS.get(cls)
-    if setters is None:
-        setters = _SETTERS[cls] = {a.name: getattr(cls, a.name).__set__ for a in attrs.fields(cls)}
-    event = _new(cls)
-    for name, value in fields.items():
-        setters[name](event, value)
-    return event
-
-
 # Each type's checker validates the fields only that type has and adds them
 # to ``f``, the common fields already checked; _from_dict builds the event.
 
@@ -550,8 +528,12 @@ def _from_dict(d: dict[str, Any]) -> SegmentEvent:
     check(d, fields)
     if key not in _ID_OPTIONAL and not (fields["user_id"] or fields["anonymous_id"]):
         raise InvalidEventPayload("neither userId nor anonymousId")
-    fields["_payload"] = d
-    return _make(cls, fields)
+    event = cls(**fields)
+    # The event owns the message dict: to_dict() hands it back without rebuilding it.
+    # (attrs' keyword __init__ costs ~1.5 µs here, about 10% of parse_event and far
+    # inside benchmarks/bench_parse.py's 3x-json.loads target: no bypass needed.)
+    object.__setattr__(event, "_payload", d)
+    return event
 
 
 def _as_bytes(data: Any, limit: int, what: str) -> Any:
