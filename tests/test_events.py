@@ -184,15 +184,15 @@ def test_naive_timestamp_means_utc() -> None:
 
 
 def test_slow_path_parses_what_python_310_fromisoformat_rejects() -> None:
-    from lago_segment._events import _parse_iso_slow
+    from lago_segment._time import parse_iso_slow
 
-    assert _parse_iso_slow("2024-11-25T03:46:25.1Z") == datetime(
+    assert parse_iso_slow("2024-11-25T03:46:25.1Z") == datetime(
         2024, 11, 25, 3, 46, 25, 100000, tzinfo=UTC
     )
-    assert _parse_iso_slow("2024-11-25T03:46:25.12+05") == datetime(
+    assert parse_iso_slow("2024-11-25T03:46:25.12+05") == datetime(
         2024, 11, 25, 3, 46, 25, 120000, tzinfo=timezone(timedelta(hours=5))
     )
-    assert _parse_iso_slow("yesterday") is None
+    assert parse_iso_slow("yesterday") is None
 
 
 @pytest.mark.parametrize("key", ["timestamp", "originalTimestamp", "sentAt", "receivedAt"])

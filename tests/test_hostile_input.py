@@ -16,9 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lago_segment import LagoSegmentError
-from lago_segment._events import _ISO_RE, _loads, _parse_iso
+from lago_segment._time import ISO_RE, parse_iso
 from lago_segment.errors import InvalidEventPayload, MappingError
 from lago_segment.events import MAX_MESSAGE_BYTES, iter_events, parse_batch, parse_event
+from lago_segment.events._parser import _loads
 from lago_segment.forwarder import ForwardingFailure
 from lago_segment.mapping import MappingSpec
 from lago_segment.testing import FakeLagoFixture
@@ -270,7 +271,7 @@ def test_the_json_reader_raises_only_our_errors_on_any_input(data: str | bytes) 
 
 
 @_PROPERTY
-@given(st.text() | st.datetimes().map(lambda d: d.isoformat()) | st.from_regex(_ISO_RE))
+@given(st.text() | st.datetimes().map(lambda d: d.isoformat()) | st.from_regex(ISO_RE))
 def test_the_timestamp_reader_gives_an_aware_datetime_or_none(text: str) -> None:
-    parsed = _parse_iso(text)
+    parsed = parse_iso(text)
     assert parsed is None or parsed.utcoffset() is not None

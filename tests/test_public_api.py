@@ -71,7 +71,7 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
 
 
 def test_the_parser_knows_exactly_segments_call_types() -> None:
-    from lago_segment import _events
     from lago_segment._types import SEGMENT_CALL_TYPES
+    from lago_segment.events import _parser
 
-    assert tuple(_events._BUILDERS) == SEGMENT_CALL_TYPES
+    assert tuple(_parser._BUILDERS) == SEGMENT_CALL_TYPES

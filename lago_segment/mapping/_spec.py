@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from lago_segment._events import _parse_iso
+from lago_segment._time import parse_iso
 from lago_segment.errors import InvalidLagoEvent, MappingError, SpecError
 from lago_segment.events import SegmentEvent, parse_event
 from lago_segment.lago import LagoEvent
@@ -59,7 +59,7 @@ def _to_timestamp(value: Any) -> Any:
         if _SECONDS.fullmatch(text):
             return Decimal(text)
         # The same reading as the events' own timestamps (naive means UTC).
-        parsed = _parse_iso(text)
+        parsed = parse_iso(text)
         if parsed is not None:
             return parsed
     raise Unconvertible(f"{show(value)} is neither Unix seconds nor an ISO-8601 instant")

@@ -1,4 +1,4 @@
-"""Segment messages: the models and the parsers behind :mod:`lago_segment.events`.
+"""Segment messages: the parsers behind :mod:`lago_segment.events`.
 
 Parsing is hand-written on purpose. Every event the library forwards goes
 through :func:`parse_event`, whose budget is "at most 3x ``json.loads``"; a
@@ -9,264 +9,35 @@ dict lookups and ``isinstance`` checks, and ``datetime.fromisoformat``.
 
 from __future__ import annotations
 
-import gzip
 import json
-import logging
-import os
-import re
-import sys
-import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import datetime, timezone
-from typing import IO, Any, ClassVar
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any
 
 import attrs
 
-from . import _json
-from .errors import InvalidEventPayload
-
-__all__ = [
-    "MAX_BATCH_BYTES",
-    "MAX_DEPTH",
-    "MAX_MESSAGE_BYTES",
-    "Alias",
-    "Delete",
-    "Group",
-    "Identify",
-    "Page",
-    "Screen",
-    "SegmentEvent",
-    "Track",
-    "iter_events",
-    "parse_batch",
-    "parse_event",
-]
-
-logger = logging.getLogger("lago_segment.events")
-
-#: Segment's limit on one message, in bytes of JSON.
-MAX_MESSAGE_BYTES = 32 * 1024
-#: Segment's limit on one batch request, in bytes of JSON.
-MAX_BATCH_BYTES = 500 * 1024
-#: How deeply objects and arrays may nest in one message.
-MAX_DEPTH = 64
-
-_UTC = timezone.utc
-_TOO_DEEP = f"message nests deeper than {MAX_DEPTH} levels"
-_EMPTY: Mapping[str, Any] = {}
-
-
-# --------------------------------------------------------------------------- timestamps
-
-# Python 3.10's fromisoformat rejects "Z" and fractions of other than 3 or 6
-# digits; this pattern covers the RFC 3339 forms it misses.
-_ISO_RE = re.compile(
-    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}(?::\d{2})?)(?:[.,](\d+))?"
-    r"\s*(?:([Zz])|([+-]\d{2}(?::?\d{2})?))?"
+from lago_segment import _json
+from lago_segment._time import (
+    _UTC,
+    parse_iso,
 )
-
-
-_Z_NEEDS_REWRITE = sys.version_info < (3, 11)
-
-
-def _parse_iso(text: str) -> datetime | None:
-    """An aware datetime for an ISO-8601 string (naive means UTC), or None."""
-    dt: datetime | None
-    # Most Segment timestamps end in "Z", which 3.10's fromisoformat rejects
-    # (3.11's takes it as it is).
-    fast = text[:-1] + "+00:00" if _Z_NEEDS_REWRITE and text[-1:] == "Z" else text
-    try:
-        dt = datetime.fromisoformat(fast)
-    except ValueError:
-        dt = _parse_iso_slow(text)
-        if dt is None:
-            return None
-    if dt.tzinfo is None:
-        return dt.replace(tzinfo=_UTC)
-    return dt
-
-
-def _parse_iso_slow(text: str) -> datetime | None:
-    m = _ISO_RE.fullmatch(text)
-    if m is None:
-        return None
-    date, time, frac, zulu, offset = m.groups()
-    # Sub-microsecond digits cannot be held by datetime: truncated.
-    frac = "" if frac is None else "." + (frac + "00000")[:6]
-    if zulu:
-        offset = "+00:00"
-    elif offset is not None and len(offset) == 3:
-        offset += ":00"
-    elif offset is not None and ":" not in offset:
-        offset = offset[:3] + ":" + offset[3:]
-    try:
-        return datetime.fromisoformat(f"{date}T{time}{frac}{offset or ''}")
-    except ValueError:
-        return None
-
-
-def _render_iso(dt: datetime) -> str:
-    """ISO-8601 UTC with a ``Z``: milliseconds, or microseconds when needed."""
-    dt = dt.astimezone(_UTC)
-    us = dt.microsecond
-    frac = f"{us // 1000:03d}" if us % 1000 == 0 else f"{us:06d}"
-    return f"{dt:%Y-%m-%dT%H:%M:%S}.{frac}Z"
-
-
-# --------------------------------------------------------------------------- models
-
-
-def _wire_name(python_name: str) -> str:
-    head, *rest = python_name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-@attrs.frozen(kw_only=True)
-class SegmentEvent:
-    """A Segment message; the fields common to every type.
-
-    Do not build this class directly: use one of its subclasses, or
-    :func:`parse_event`. Python names are snake_case; :attr:`payload` and
-    :meth:`to_dict` give the camelCase wire form.
-
-    ``user_id``/``anonymous_id``/``message_id`` are always strings (a numeric
-    id on the wire is accepted and held as its decimal string here, as
-    analytics-python does; the wire payload keeps the number).
-    """
-
-    type: ClassVar[str] = ""
-
-    message_id: str | None = None
-    user_id: str | None = None
-    anonymous_id: str | None = None
-    timestamp: datetime | None = None
-    original_timestamp: datetime | None = None
-    sent_at: datetime | None = None
-    received_at: datetime | None = None
-    context: Mapping[str, Any] = attrs.field(factory=dict)
-    integrations: Mapping[str, Any] = attrs.field(factory=dict)
-    channel: str | None = None
-    version: int | float | str | None = None
-    #: Top-level keys no field names, kept verbatim (wire name -> value).
-    extra: Mapping[str, Any] = attrs.field(factory=dict)
-    # The wire dict: the parsed one, or one built from the fields on first use.
-    # init=False so that attrs.evolve() never carries a stale one over.
-    _payload: dict[str, Any] | None = attrs.field(init=False, default=None, eq=False, repr=False)
-
-    @property
-    def effective_timestamp(self) -> datetime | None:
-        """The instant to bill at: ``timestamp``, else ``originalTimestamp``,
-        else ``receivedAt``, else ``sentAt`` (None if the message has none)."""
-        for ts in (self.timestamp, self.original_timestamp, self.received_at, self.sent_at):
-            if ts is not None:
-                return ts
-        return None
-
-    @property
-    def payload(self) -> Mapping[str, Any]:
-        """The wire (camelCase) JSON object, without copying. Read-only by convention.
-
-        For a parsed event it is the parsed dict; for an event built in code
-        (or via :func:`attrs.evolve`) it is built from the fields once.
-        """
-        payload = self._payload
-        if payload is None:
-            payload = self._build_payload()
-            object.__setattr__(self, "_payload", payload)
-        return payload
-
-    def to_dict(self) -> dict[str, Any]:
-        """A fresh deep copy of the wire form: ``parse_event(d).to_dict() == d``.
-
-        Raises :class:`~lago_segment.errors.InvalidEventPayload` if the payload
-        nests deeper than :data:`MAX_DEPTH` (possible only for an event parsed
-        from a mapping, whose depth is not checked when parsed).
-        """
-        return _copy_json(self.payload)  # type: ignore[no-any-return]
-
-    def _build_payload(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": self.type}
-        for a in attrs.fields(type(self)):
-            name = a.name
-            if name in ("extra", "_payload"):
-                continue
-            value = getattr(self, name)
-            if isinstance(value, datetime):
-                value = _render_iso(value)
-            elif value is None or (name in ("context", "integrations") and not value):
-                continue
-            elif isinstance(value, Mapping):
-                value = dict(value)
-            out[_wire_name(name)] = value
-        out.update(self.extra)
-        return out
-
-
-@attrs.frozen(kw_only=True)
-class Track(SegmentEvent):
-    """A ``track`` call: the user did ``event``, with ``properties``.
-
-    >>> from lago_segment.events import Track
-    >>> Track(event="Seat Added", user_id="u1", properties={"seats": 2}).payload["event"]
-    'Seat Added'
-    """
-
-    type: ClassVar[str] = "track"
-    event: str
-    properties: Mapping[str, Any] = attrs.field(factory=dict)
-
-
-@attrs.frozen(kw_only=True)
-class Identify(SegmentEvent):
-    """An ``identify`` call: who the user is (``traits``)."""
-
-    type: ClassVar[str] = "identify"
-    traits: Mapping[str, Any] = attrs.field(factory=dict)
-
-
-@attrs.frozen(kw_only=True)
-class Group(SegmentEvent):
-    """A ``group`` call: the user belongs to ``group_id`` (with the group's ``traits``)."""
-
-    type: ClassVar[str] = "group"
-    group_id: str
-    traits: Mapping[str, Any] = attrs.field(factory=dict)
-
-
-@attrs.frozen(kw_only=True)
-class Page(SegmentEvent):
-    """A ``page`` call: the user saw a web page."""
-
-    type: ClassVar[str] = "page"
-    name: str | None = None
-    category: str | None = None
-    properties: Mapping[str, Any] = attrs.field(factory=dict)
-
-
-@attrs.frozen(kw_only=True)
-class Screen(SegmentEvent):
-    """A ``screen`` call: the user saw an app screen."""
-
-    type: ClassVar[str] = "screen"
-    name: str | None = None
-    category: str | None = None
-    properties: Mapping[str, Any] = attrs.field(factory=dict)
-
-
-@attrs.frozen(kw_only=True)
-class Alias(SegmentEvent):
-    """An ``alias`` call: ``previous_id`` and ``user_id`` are the same user."""
-
-    type: ClassVar[str] = "alias"
-    previous_id: str
-
-
-@attrs.frozen(kw_only=True)
-class Delete(SegmentEvent):
-    """A ``delete`` message (Segment webhooks' deletion request for ``user_id``)."""
-
-    type: ClassVar[str] = "delete"
-
+from lago_segment.errors import InvalidEventPayload
+from lago_segment.events._models import (
+    _EMPTY,
+    _TOO_DEEP,
+    MAX_BATCH_BYTES,
+    MAX_DEPTH,
+    MAX_MESSAGE_BYTES,
+    Alias,
+    Delete,
+    Group,
+    Identify,
+    Page,
+    Screen,
+    SegmentEvent,
+    Track,
+    _wire_name,
+)
 
 # --------------------------------------------------------------------------- checks
 
@@ -325,7 +96,7 @@ def _ts(d: Mapping[str, Any], key: str) -> datetime | None:
     if value is None:
         return None
     if type(value) is str:
-        dt = _parse_iso(value)
+        dt = parse_iso(value)
         if dt is None:
             raise InvalidEventPayload(f"{key} is not ISO-8601", f"$.{key}")
         return dt
@@ -659,147 +430,3 @@ def parse_batch(
         except InvalidEventPayload as exc:
             raise exc.located(index=index) from None
     return events
-
-
-# --------------------------------------------------------------------------- files
-
-_GZIP_MAGIC = b"\x1f\x8b"
-OnError = Callable[[InvalidEventPayload], None]
-
-
-def iter_events(
-    source: str | os.PathLike[str] | IO[str] | IO[bytes],
-    *,
-    strict: bool = True,
-    on_error: OnError | None = None,
-) -> Iterator[SegmentEvent]:
-    """Stream events from JSON lines: a path (``.gz`` read transparently) or an open file.
-
-    One message per line; blank lines are skipped. A path is gzip-decompressed
-    when it ends in ``.gz`` or starts with the gzip magic bytes; an open file
-    is read as it is (wrap a compressed one in :func:`gzip.open` yourself).
-    Lines are read one at a time, never more than 32 KB of one line at once.
-
-    On a bad line: with ``on_error``, it is called with the error (which
-    carries :attr:`~lago_segment.errors.InvalidEventPayload.line`, 1-based)
-    and reading goes on; else with ``strict=True`` the error is raised; else
-    (``strict=False``) it is logged as a warning and reading goes on. A line
-    holding a whole batch (``{"batch": [...]}``) is not accepted: it is a bad
-    line (use :func:`parse_batch` on it).
-
-    A stream that cannot be read on (a truncated or corrupt ``.gz``, a file
-    named ``.gz`` that is not gzip, a text-mode file holding bytes its
-    encoding cannot decode) raises :class:`~lago_segment.errors.InvalidEventPayload`
-    naming the file and the line where reading stopped, whatever ``strict``
-    and ``on_error`` say: nothing after that point can be read.
-
-    >>> import io
-    >>> from lago_segment.events import iter_events
-    >>> lines = io.BytesIO(b'{"type":"identify","userId":"u1"}\\n\\n[1]\\n')
-    >>> bad = []
-    >>> [e.user_id for e in iter_events(lines, on_error=bad.append)]
-    ['u1']
-    >>> bad[0].line
-    3
-    """
-    if isinstance(source, (str, os.PathLike)):
-        name = os.fspath(source)
-        with open(name, "rb") as raw:
-            if name.endswith(".gz") or raw.peek(2)[:2] == _GZIP_MAGIC:
-                with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
-                    yield from _iter_lines(
-                        unzipped,  # type: ignore[arg-type]
-                        name,
-                        strict,
-                        on_error,
-                    )
-            else:
-                yield from _iter_lines(raw, name, strict, on_error)
-    else:
-        yield from _iter_lines(source, getattr(source, "name", None), strict, on_error)
-
-
-def _iter_lines(
-    f: IO[str] | IO[bytes],
-    name: str | None,
-    strict: bool,
-    on_error: OnError | None,
-) -> Iterator[SegmentEvent]:
-    source = name if isinstance(name, str) else None
-    limit = MAX_MESSAGE_BYTES + 2  # room for "\r\n"
-    readline = f.readline
-    number = 0
-    while True:
-        overlong = 0
-        try:
-            line = readline(limit)
-            if len(line) >= limit and line[-1:] not in ("\n", b"\n"):
-                overlong = len(line) + _skip_rest(f, limit)
-        except _UNREADABLE as exc:
-            # The stream itself is broken (a truncated or non-gzip .gz, bytes
-            # that are not text): nothing after this point can be read.
-            raise InvalidEventPayload(
-                f"the file cannot be read past this point: {_describe(exc)}"
-            ).located(line=number + 1, source=source) from None
-        if not line:
-            return
-        number += 1
-        try:
-            if overlong:
-                raise InvalidEventPayload(
-                    f"message is {overlong}+ bytes, over the {MAX_MESSAGE_BYTES}-byte limit"
-                )
-            line = line.strip()
-            if not line:
-                continue
-            event = parse_event(line)
-        except InvalidEventPayload as exc:
-            error = exc.located(line=number, source=source)
-            if on_error is not None:
-                on_error(error)
-            elif strict:
-                raise error from None
-            else:
-                logger.warning("skipped a bad Segment message: %s", error)
-            continue
-        yield event
-
-
-#: What reading a broken stream raises: gzip's EOFError (truncated),
-#: BadGzipFile (an OSError: not gzip), zlib.error (corrupt data), and
-#: UnicodeDecodeError from a text-mode file.
-_UNREADABLE = (EOFError, gzip.BadGzipFile, zlib.error, UnicodeDecodeError)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, EOFError):
-        return "compressed data ends early (truncated gzip)"
-    if isinstance(exc, gzip.BadGzipFile):
-        return "not gzip data"
-    if isinstance(exc, zlib.error):
-        return "corrupt gzip data"
-    return "not valid text in the file's encoding"
-
-
-def _skip_rest(f: IO[str] | IO[bytes], limit: int) -> int:
-    """Read to the end of an overlong line; return how much more it held."""
-    skipped = 0
-    while True:
-        chunk = f.readline(limit)
-        skipped += len(chunk)
-        if not chunk or chunk[-1:] in ("\n", b"\n"):
-            return skipped
-
-
-def _copy_json(value: Any, budget: int = MAX_DEPTH) -> Any:
-    # Bounded as _too_deep is: a mapping given to parse_event is not walked
-    # when parsed, so a too-deep one is caught here, before Python's stack is.
-    if isinstance(value, Mapping):
-        if budget < 0:
-            raise InvalidEventPayload(_TOO_DEEP)
-        return {k: _copy_json(v, budget - 1) for k, v in value.items()}
-    if type(value) is list:
-        if budget < 0:
-            raise InvalidEventPayload(_TOO_DEEP)
-        return [_copy_json(v, budget - 1) for v in value]
-    return value

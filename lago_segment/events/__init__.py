@@ -7,7 +7,8 @@ Every Segment call type has a frozen, slotted class sharing the base
 where. See ``docs/events.md``.
 """
 
-from ._events import (
+from lago_segment.events._files import iter_events
+from lago_segment.events._models import (
     MAX_BATCH_BYTES,
     MAX_DEPTH,
     MAX_MESSAGE_BYTES,
@@ -19,10 +20,8 @@ from ._events import (
     Screen,
     SegmentEvent,
     Track,
-    iter_events,
-    parse_batch,
-    parse_event,
 )
+from lago_segment.events._parser import parse_batch, parse_event
 
 __all__ = [
     "MAX_BATCH_BYTES",
