@@ -87,5 +87,28 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         """The wait after failed attempt number ``attempt`` (1-based), without a server hint."""
-        exp = self.wait_initial * 2 ** (attempt - 1)
-        return float(min(self.wait_max, exp + random.uniform(0, self.wait_jitter)))
+        return backoff(
+            attempt,
+            wait_initial=self.wait_initial,
+            wait_max=self.wait_max,
+            wait_jitter=self.wait_jitter,
+        )
+
+
+def backoff(
+    attempt: int,
+    *,
+    wait_initial: float,
+    wait_max: float,
+    wait_jitter: float,
+    wait_exp_base: float = 2.0,
+) -> float:
+    """The wait after failed attempt number ``attempt`` (1-based): stamina's formula.
+
+    ``min(wait_max, wait_initial * wait_exp_base ** (attempt - 1) + uniform(0,
+    wait_jitter))``: the jitter is inside the cap, so no wait exceeds
+    ``wait_max``. The one backoff of the library: the clients'
+    :class:`RetryPolicy` and the forwarders' handler retries both use it.
+    """
+    exp = wait_initial * wait_exp_base ** (attempt - 1)
+    return float(min(wait_max, exp + random.uniform(0, wait_jitter)))

@@ -269,3 +269,30 @@ def test_invalid_options_raise_configuration_error(
     with pytest.raises(ConfigurationError) as info:
         driver.make(driver.sender(), **{option: value})
     assert info.value.option == option
+
+
+def test_handler_retry_waits_use_the_clients_backoff_and_stay_under_wait_max() -> None:
+    retry = HandlerRetry(wait_initial=0.05, wait_max=0.1, wait_jitter=1.0)
+    assert all(0.05 <= retry.wait(1) <= 0.1 for _ in range(50))
+    assert all(retry.wait(5) <= 0.1 for _ in range(50))
+
+
+def test_set_testing_makes_handler_retry_waits_zero() -> None:
+    from lago_segment.errors import RetryError
+    from lago_segment.forwarder._handlers import handler_flow
+    from lago_segment.testing import set_testing
+
+    calls = []
+
+    def flaky(event: Any, settings: Any) -> None:
+        calls.append(event)
+        raise RetryError("later")
+
+    set_testing(True)
+    try:
+        flow = handler_flow(flaky, {}, Settings({}), HandlerRetry(attempts=3, wait_initial=5))
+        waits = [step.seconds for step in flow]
+    finally:
+        set_testing(False)
+    assert waits == [0.0, 0.0]
+    assert len(calls) == 3

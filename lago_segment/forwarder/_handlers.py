@@ -6,12 +6,12 @@ the thread and asyncio forwarders.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 import attrs
 
+from lago_segment._retry import backoff, is_testing
 from lago_segment._types import SEGMENT_CALL_TYPES
 from lago_segment.client._flows import Wait
 from lago_segment.errors import DropEvent, RetryError
@@ -88,9 +88,12 @@ class Settings(Mapping[str, Any]):
 class HandlerRetry:
     """How often and how long to retry a handler that raised :class:`RetryError`.
 
-    The vocabulary is stamina's: ``attempts`` in total (the first call included),
-    waits growing from ``wait_initial`` by ``wait_exp_base`` up to ``wait_max``,
-    plus up to ``wait_jitter`` seconds of random jitter.
+    The vocabulary is stamina's, as :class:`~lago_segment.client.RetryPolicy`'s:
+    ``attempts`` in total (the first call included), waits growing from
+    ``wait_initial`` by ``wait_exp_base`` up to ``wait_max``, random jitter of up
+    to ``wait_jitter`` seconds included (the one backoff formula,
+    ``lago_segment._retry.backoff``). :func:`lago_segment.testing.set_testing`
+    makes the waits zero, as it does the clients'.
     """
 
     attempts: int = 3
@@ -101,8 +104,13 @@ class HandlerRetry:
 
     def wait(self, retry: int) -> float:
         """Seconds to wait before the ``retry``-th retry (1-based)."""
-        base = min(self.wait_max, self.wait_initial * self.wait_exp_base ** (retry - 1))
-        return base + random.uniform(0, self.wait_jitter)
+        return backoff(
+            retry,
+            wait_initial=self.wait_initial,
+            wait_max=self.wait_max,
+            wait_jitter=self.wait_jitter,
+            wait_exp_base=self.wait_exp_base,
+        )
 
 
 @attrs.frozen(slots=True)
@@ -154,7 +162,7 @@ def handler_flow(
             if retries + 1 >= retry.attempts:
                 return HandlerOutcome("rejected", error=exc, retries=retries)
             retries += 1
-            yield Wait(retry.wait(retries))
+            yield Wait(0.0 if is_testing() else retry.wait(retries))
         except Exception as exc:
             # EventNotSupported, InvalidEventPayload, ValidationError (Segment's
             # permanent errors) and any other exception: discarded and reported.
