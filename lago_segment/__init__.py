@@ -79,6 +79,7 @@ if TYPE_CHECKING:
         ForwarderStats,
         ForwardingFailure,
         HandlerRetry,
+        HandlerSettings,
         Settings,
     )
     from .lago import (
@@ -95,6 +96,7 @@ _LAZY: dict[str, str] = {
     "ForwarderStats": ".forwarder",
     "ForwardingFailure": ".forwarder",
     "HandlerRetry": ".forwarder",
+    "HandlerSettings": ".forwarder",
     "Settings": ".forwarder",
     "EU_API_URL": ".client",
     "US_API_URL": ".client",
@@ -141,6 +143,7 @@ __all__ = [
     "Group",
     "HandlerError",
     "HandlerRetry",
+    "HandlerSettings",
     "Identify",
     "InvalidEventPayload",
     "InvalidLagoEvent",

@@ -14,7 +14,7 @@ from lago_segment.errors import LagoRateLimitError
 from lago_segment.forwarder._core import Abandoned, Core, Idle, Send
 from lago_segment.forwarder._handlers import HandlerRetry
 from lago_segment.forwarder._records import ForwardingFailure
-from lago_segment.forwarder._stores import Item, MemoryStore
+from lago_segment.forwarder._stores import MemoryStore, QueuedEvent
 from lago_segment.lago import LagoEvent
 
 
@@ -50,8 +50,8 @@ def one_call() -> Generator[Call, object, object]:
     return reply
 
 
-def queued(core: Core, *events: LagoEvent) -> list[Item]:
-    items = [Item(e, e.transaction_id) for e in events]
+def queued(core: Core, *events: LagoEvent) -> list[QueuedEvent]:
+    items = [QueuedEvent(e, e.transaction_id) for e in events]
     assert core.store.put(items)
     core.accepted(items)
     return core.store.take(len(items))
@@ -59,20 +59,20 @@ def queued(core: Core, *events: LagoEvent) -> list[Item]:
 
 def test_a_full_batch_is_sent_at_once(errors: list[ForwardingFailure]) -> None:
     core = make_core(errors)
-    core.store.put([Item(lago(n)) for n in range(3)])
+    core.store.put([QueuedEvent(lago(n)) for n in range(3)])
     assert core.next_wait(urgent=False, now=0, deadline=10, interval=1) is None
 
 
 def test_a_partial_batch_waits_for_the_deadline(errors: list[ForwardingFailure]) -> None:
     core = make_core(errors)
-    core.store.put([Item(lago(1))])
+    core.store.put([QueuedEvent(lago(1))])
     assert core.next_wait(urgent=False, now=4, deadline=10, interval=1) == 6
     assert core.next_wait(urgent=False, now=10, deadline=10, interval=1) is None
 
 
 def test_a_partial_batch_goes_at_once_when_a_flush_waits(errors: list[ForwardingFailure]) -> None:
     core = make_core(errors)
-    core.store.put([Item(lago(1))])
+    core.store.put([QueuedEvent(lago(1))])
     assert core.next_wait(urgent=True, now=0, deadline=10, interval=1) is None
 
 
@@ -136,7 +136,7 @@ def test_a_429_pauses_every_sender_until_the_reset(errors: list[ForwardingFailur
 def test_a_paused_sender_idles_with_a_full_batch_ready(errors: list[ForwardingFailure]) -> None:
     clock = Clock()
     core = make_core(errors, clock=clock)
-    core.store.put([Item(lago(n)) for n in range(3)])
+    core.store.put([QueuedEvent(lago(n)) for n in range(3)])
     core.pause(2.5)
     sender = core.sender()
     assert next(sender) == Idle(2.5, core.wakeups)
@@ -147,7 +147,7 @@ def test_a_paused_sender_idles_with_a_full_batch_ready(errors: list[ForwardingFa
 def test_a_rate_limited_batch_pauses_every_sender(errors: list[ForwardingFailure]) -> None:
     clock = Clock()
     core = make_core(errors, clock=clock)
-    core.store.put([Item(lago(n)) for n in range(6)])
+    core.store.put([QueuedEvent(lago(n)) for n in range(6)])
     sender = core.sender()
     step = next(sender)
     assert isinstance(step, Send)
@@ -167,7 +167,7 @@ def test_a_client_flow_stops_once_close_gave_up(errors: list[ForwardingFailure])
 
 def test_close_takes_over_a_batch_in_flight_exactly_once(errors: list[ForwardingFailure]) -> None:
     core = make_core(errors)
-    core.store.put([Item(lago(n)) for n in range(3)])
+    core.store.put([QueuedEvent(lago(n)) for n in range(3)])
     sender = core.sender()
     step = next(sender)
     assert isinstance(step, Send)
@@ -181,7 +181,7 @@ def test_close_takes_over_a_batch_in_flight_exactly_once(errors: list[Forwarding
 
 def test_senders_share_the_work_one_batch_each(errors: list[ForwardingFailure]) -> None:
     core = make_core(errors)
-    core.store.put([Item(lago(n)) for n in range(6)])
+    core.store.put([QueuedEvent(lago(n)) for n in range(6)])
     first, second, third = core.sender(), core.sender(), core.sender()
     a, b = next(first), next(second)
     assert isinstance(a, Send)

@@ -27,7 +27,7 @@ from lago_segment.errors import (
     QueueFullError,
 )
 from lago_segment.forwarder import AsyncForwarder, Forwarder, ForwardingFailure
-from lago_segment.forwarder._stores import Item
+from lago_segment.forwarder._stores import QueuedEvent
 from lago_segment.lago import LagoEvent
 
 
@@ -226,7 +226,7 @@ def test_flush_waits_for_an_event_the_sender_could_settle_before_forward_counted
     sender = FakeSender()
     fwd = Driver("thread").make(sender, spec=TinySpec(), batch_size=1, flush_interval=3600)
     assert isinstance(fwd, Forwarder)
-    fwd._core.store.put([Item(lago(1), "m1")])  # a forward() not yet counted
+    fwd._core.store.put([QueuedEvent(lago(1), "m1")])  # a forward() not yet counted
     fwd._ensure_sender()
     with fwd._cond:
         assert fwd._cond.wait_for(lambda: fwd._core.settled == 1, 10)
@@ -352,7 +352,7 @@ async def test_the_sender_carries_on_after_an_unexpected_error(
     real_take = store.take
     calls: list[int] = []
 
-    def take_failing_once(n: int) -> list[Item]:
+    def take_failing_once(n: int) -> list[QueuedEvent]:
         calls.append(n)
         if len(calls) == 1:
             raise OSError("disk gone for a moment")

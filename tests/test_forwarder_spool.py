@@ -16,7 +16,7 @@ from support_forwarder import PERMANENT, TRANSIENT, Driver, FakeSender, TinySpec
 from lago_segment.errors import ConfigurationError, QueueFullError, SpoolError
 from lago_segment.forwarder import AsyncForwarder, Forwarder, ForwardingFailure
 from lago_segment.forwarder._spool import SpoolStore
-from lago_segment.forwarder._stores import Item
+from lago_segment.forwarder._stores import QueuedEvent
 
 
 @pytest.fixture
@@ -303,7 +303,7 @@ async def test_spool_files_are_private_whatever_the_umask(
 
 def test_a_resent_batch_skips_rows_another_batch_has_in_flight(spool: Path) -> None:
     store = SpoolStore(spool, max_events=100, retry_wait=0)
-    store.put([Item(lago(n), f"m{n}") for n in range(4)])
+    store.put([QueuedEvent(lago(n), f"m{n}") for n in range(4)])
     first, second = store.take(2), store.take(2)
     store.retry_later(first)  # transient failure: resend from m0 on...
     again = store.take(4)

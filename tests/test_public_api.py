@@ -75,3 +75,10 @@ def test_the_parser_knows_exactly_segments_call_types() -> None:
     from lago_segment.events import _parser
 
     assert tuple(_parser._BUILDERS) == SEGMENT_CALL_TYPES
+
+
+def test_settings_is_the_handler_settings_class() -> None:
+    import lago_segment
+    from lago_segment.forwarder import HandlerSettings, Settings
+
+    assert Settings is HandlerSettings is lago_segment.HandlerSettings

@@ -47,7 +47,7 @@ from lago_segment.forwarder._core import (
     OnFull,
     SenderFlow,
 )
-from lago_segment.forwarder._handlers import Handler, HandlerRetry, Settings
+from lago_segment.forwarder._handlers import Handler, HandlerRetry, HandlerSettings, Settings
 from lago_segment.forwarder._records import (
     ErrorCallback,
     ForwarderStats,
@@ -56,7 +56,7 @@ from lago_segment.forwarder._records import (
     log_error,
 )
 from lago_segment.forwarder._spool import SpoolStore, SpoolSync
-from lago_segment.forwarder._stores import Item, MemoryStore, Store
+from lago_segment.forwarder._stores import MemoryStore, QueuedEvent, Store
 from lago_segment.lago import LagoEvent
 
 if TYPE_CHECKING:
@@ -74,6 +74,7 @@ __all__ = [
     "ForwardingFailure",
     "Handler",
     "HandlerRetry",
+    "HandlerSettings",
     "Mapper",
     "Settings",
     "log_error",
@@ -122,7 +123,7 @@ class _BaseForwarder:
         client: object,
         *,
         spec: Mapper | None,
-        settings: Settings | Mapping[str, Any] | None,
+        settings: HandlerSettings | Mapping[str, Any] | None,
         on_error: ErrorCallback | Iterable[ErrorCallback] | None,
         batch_size: int,
         flush_interval: float,
@@ -183,7 +184,7 @@ class _BaseForwarder:
         _LIVE.add(self)
 
     @property
-    def settings(self) -> Settings:
+    def settings(self) -> HandlerSettings:
         """The read-only settings handed to every handler."""
         return self._core.settings
 
@@ -246,7 +247,7 @@ class _BaseForwarder:
 
     def _put(
         self,
-        items: list[Item],
+        items: list[QueuedEvent],
         wait_for_room: Callable[[int], bool] | None = None,
         *,
         can_raise: bool = True,
@@ -269,7 +270,7 @@ class _BaseForwarder:
         core.overflow(items, error, can_raise=can_raise)
         return False
 
-    def _give_up(self, in_flight: list[Item]) -> None:
+    def _give_up(self, in_flight: list[QueuedEvent]) -> None:
         """After close: report what memory mode still holds, in flight or queued, exactly
         once; a spool keeps its rows (in flight included) for the next forwarder."""
         core = self._core
@@ -327,7 +328,7 @@ class Forwarder(_BaseForwarder):
         client: SyncClient,
         *,
         spec: Mapper | None = None,
-        settings: Settings | Mapping[str, Any] | None = None,
+        settings: HandlerSettings | Mapping[str, Any] | None = None,
         on_error: ErrorCallback | Iterable[ErrorCallback] | None = None,
         batch_size: int = 100,
         flush_interval: float = 1.0,
@@ -567,7 +568,7 @@ class AsyncForwarder(_BaseForwarder):
         client: AsyncClient,
         *,
         spec: Mapper | None = None,
-        settings: Settings | Mapping[str, Any] | None = None,
+        settings: HandlerSettings | Mapping[str, Any] | None = None,
         on_error: ErrorCallback | Iterable[ErrorCallback] | None = None,
         batch_size: int = 100,
         flush_interval: float = 1.0,
@@ -645,7 +646,7 @@ class AsyncForwarder(_BaseForwarder):
                 await asyncio.sleep(wait.seconds)
                 wait = next(flow)
         except StopIteration as stop:
-            items: list[Item] = stop.value
+            items: list[QueuedEvent] = stop.value
         except asyncio.CancelledError:
             # aclose() gave up waiting for the retry: the event is not delivered.
             flow.close()
@@ -658,7 +659,7 @@ class AsyncForwarder(_BaseForwarder):
         # No caller to raise to any more: a full queue drops and reports.
         self._accept(items, can_raise=False)
 
-    def _accept(self, items: list[Item], *, can_raise: bool = True) -> None:
+    def _accept(self, items: list[QueuedEvent], *, can_raise: bool = True) -> None:
         if not items or not self._put(items, can_raise=can_raise):
             return
         self._ensure_sender()

@@ -35,7 +35,7 @@ from lago_segment.forwarder._handlers import (
     CALL_TYPES,
     Handler,
     HandlerRetry,
-    Settings,
+    HandlerSettings,
     handler_flow,
 )
 from lago_segment.lago import LagoEvent
@@ -53,7 +53,7 @@ from lago_segment.forwarder._records import (
     log_error,
 )
 from lago_segment.forwarder._stores import (
-    Item,
+    QueuedEvent,
     SetAside,
     Store,
 )
@@ -97,7 +97,7 @@ class Send:
 #: What a sender flow yields, what it is sent back, what it returns.
 SenderFlow = Generator["Idle | Send", "BatchResult | Exception | None", None]
 #: Mapping one Segment event: yields a handler's retry waits, returns the queued items.
-MapFlow = Generator[Wait, None, "list[Item]"]
+MapFlow = Generator[Wait, None, "list[QueuedEvent]"]
 
 
 class Abandoned(Exception):
@@ -115,7 +115,7 @@ class Core:
         self,
         *,
         spec: Mapper | None,
-        settings: Settings | Mapping[str, Any] | None,
+        settings: HandlerSettings | Mapping[str, Any] | None,
         on_error: ErrorCallback | Iterable[ErrorCallback] | None,
         store: Store,
         batch_size: int,
@@ -146,7 +146,9 @@ class Core:
         if max_in_flight < 1:
             raise ConfigurationError("max_in_flight", f"must be >= 1, not {max_in_flight}")
         self.spec = spec
-        self.settings = settings if isinstance(settings, Settings) else Settings(settings)
+        self.settings = (
+            settings if isinstance(settings, HandlerSettings) else HandlerSettings(settings)
+        )
         if on_error is None:
             self.callbacks: tuple[ErrorCallback, ...] = (log_error,)
         elif callable(on_error):
@@ -188,7 +190,7 @@ class Core:
         """Until when (``clock``) all senders hold off: Lago answered 429."""
         self._deadline = self.clock() + self.flush_interval
         self._flight = threading.Condition()  # guards the three below and `abandoned`
-        self._flying: dict[int, list[Item]] = {}
+        self._flying: dict[int, list[QueuedEvent]] = {}
         self._tokens = 0
         self._settling = 0
 
@@ -242,24 +244,24 @@ class Core:
 
     # -- the caller's side ----------------------------------------------------------------
 
-    def map(self, event: SegmentEvent | Mapping[str, Any]) -> list[Item]:
+    def map(self, event: SegmentEvent | Mapping[str, Any]) -> list[QueuedEvent]:
         """:meth:`map_flow` driven to its end, a handler's retries waiting with ``sleep``."""
         flow = self.map_flow(event)
         try:
             wait = next(flow)
         except StopIteration as stop:
-            items: list[Item] = stop.value
+            items: list[QueuedEvent] = stop.value
             return items
         return self.map_rest(flow, wait)
 
-    def map_rest(self, flow: MapFlow, wait: Wait) -> list[Item]:
+    def map_rest(self, flow: MapFlow, wait: Wait) -> list[QueuedEvent]:
         """Finish a :meth:`map_flow` that yielded ``wait``, waiting with ``sleep``."""
         try:
             while True:
                 self.sleep(wait.seconds)
                 wait = next(flow)
         except StopIteration as stop:
-            items: list[Item] = stop.value
+            items: list[QueuedEvent] = stop.value
             return items
 
     def map_flow(self, event: SegmentEvent | Mapping[str, Any]) -> MapFlow:
@@ -309,7 +311,7 @@ class Core:
         if not events:
             self.count(skipped=1)
             return []
-        return [Item(e, message_id, event) for e in events]
+        return [QueuedEvent(e, message_id, event) for e in events]
 
     def _map_batch(self, payload: Mapping[str, Any]) -> MapFlow:
         from lago_segment.events import parse_batch
@@ -324,7 +326,7 @@ class Core:
             return []
         self.count(received=len(events))
         batch_handler = self.handlers.get("batch")
-        items: list[Item] = []
+        items: list[QueuedEvent] = []
         for one in events:
             items.extend((yield from self._map_one(one, with_handler=batch_handler is None)))
         if batch_handler is not None:
@@ -335,7 +337,7 @@ class Core:
                 assert outcome.error is not None
                 self._reject("handler", outcome.error, None, payload)
             elif outcome.kind == "events" and outcome.events:
-                items.extend(Item(e, None, payload) for e in outcome.events)
+                items.extend(QueuedEvent(e, None, payload) for e in outcome.events)
         return items
 
     def _reject(
@@ -347,7 +349,11 @@ class Core:
         self.report(ForwardingFailure(error, stage, message_id, None, event))
 
     def overflow(
-        self, items: Sequence[Item], error: Exception | None = None, *, can_raise: bool = True
+        self,
+        items: Sequence[QueuedEvent],
+        error: Exception | None = None,
+        *,
+        can_raise: bool = True,
     ) -> None:
         """The store had no room for ``items`` (or could not write them): raise or drop
         them, per ``on_full``; ``can_raise=False`` (no caller to raise to) always drops."""
@@ -386,7 +392,7 @@ class Core:
         """How many batches the senders have taken and not yet settled."""
         return len(self._flying)
 
-    def accepted(self, items: Sequence[Item]) -> None:
+    def accepted(self, items: Sequence[QueuedEvent]) -> None:
         """``items`` (what :meth:`map` returned) are in the store."""
         self.count(mapped=len(items), enqueued=len(items))
         self.metrics.items("enqueued", items)
@@ -421,7 +427,7 @@ class Core:
             finally:
                 self._done_settling()
 
-    def _next_batch(self) -> Generator[Idle, None, tuple[int, list[Item]] | None]:
+    def _next_batch(self) -> Generator[Idle, None, tuple[int, list[QueuedEvent]] | None]:
         with self._lock:
             self.idle += 1
         try:
@@ -453,7 +459,7 @@ class Core:
             with self._lock:
                 self.idle -= 1
 
-    def _take(self) -> tuple[int, list[Item]] | None:
+    def _take(self) -> tuple[int, list[QueuedEvent]] | None:
         with self._flight:
             if self.abandoned:
                 return None
@@ -484,7 +490,9 @@ class Core:
             self._settling -= 1
             self._flight.notify_all()
 
-    def _settle_reply(self, items: list[Item], reply: BatchResult | Exception | None) -> None:
+    def _settle_reply(
+        self, items: list[QueuedEvent], reply: BatchResult | Exception | None
+    ) -> None:
         result: BatchResult | Exception = (
             reply if reply is not None else RuntimeError("the sender got no reply")
         )
@@ -536,7 +544,7 @@ class Core:
                 if hint:
                     self.pause(hint)
 
-    def abandon(self, *, own_settling: int = 0) -> list[Item]:
+    def abandon(self, *, own_settling: int = 0) -> list[QueuedEvent]:
         """``close()``'s deadline passed: stop retrying; return the events in flight.
 
         Waits for batches being settled right now (no network: quick), except
@@ -551,7 +559,7 @@ class Core:
             self._flying.clear()
         return items
 
-    def settle(self, items: Sequence[Item], result: BatchResult | Exception) -> int:
+    def settle(self, items: Sequence[QueuedEvent], result: BatchResult | Exception) -> int:
         """Apply what Lago said about a batch; return how many events are settled.
 
         Delivered and duplicate events are acknowledged; permanent failures are
@@ -568,7 +576,9 @@ class Core:
         if isinstance(result, Exception):
             # The client contract says send_batch never raises; a custom or broken
             # client might. Treat it as a transient failure of the whole batch.
-            failures: list[tuple[Item, BaseException, bool]] = [(i, result, False) for i in items]
+            failures: list[tuple[QueuedEvent, BaseException, bool]] = [
+                (i, result, False) for i in items
+            ]
             delivered = duplicates = retries = 0
         else:
             failures = matched if result.failed else []
@@ -600,7 +610,7 @@ class Core:
             )
         return len(done)
 
-    def report_unsent(self, items: Sequence[Item], error: Exception) -> None:
+    def report_unsent(self, items: Sequence[QueuedEvent], error: Exception) -> None:
         """Events close() gives up on (memory mode): counted failed, reported once each."""
         if not items:
             return
@@ -614,16 +624,16 @@ class Core:
 
 
 def _match_failures(
-    items: Sequence[Item], result: BatchResult
-) -> list[tuple[Item, BaseException, bool]]:
+    items: Sequence[QueuedEvent], result: BatchResult
+) -> list[tuple[QueuedEvent, BaseException, bool]]:
     """Pair each failure of a :class:`BatchResult` with the queued item it came from."""
-    by_id: dict[int, Item] = {id(i.event): i for i in items}
-    by_key: dict[tuple[str, str], list[Item]] = {}
+    by_id: dict[int, QueuedEvent] = {id(i.event): i for i in items}
+    by_key: dict[tuple[str, str], list[QueuedEvent]] = {}
     for i in items:
         by_key.setdefault((i.event.transaction_id, i.event.external_subscription_id), []).append(i)
     seen: set[int] = set()
 
-    def find(event: LagoEvent) -> Item:
+    def find(event: LagoEvent) -> QueuedEvent:
         item = by_id.get(id(event))
         if item is None or id(item) in seen:
             # The client gave back an equal event, not ours: match on the idempotency key.

@@ -22,6 +22,7 @@ __all__ = [
     "Handler",
     "HandlerOutcome",
     "HandlerRetry",
+    "HandlerSettings",
     "Settings",
     "handler_flow",
     "run_handler",
@@ -31,12 +32,12 @@ __all__ = [
 CALL_TYPES = frozenset((*SEGMENT_CALL_TYPES, "batch"))
 
 #: A handler: ``(event, settings) -> LagoEvent | Iterable[LagoEvent] | None``.
-Handler = Callable[[Any, "Settings"], "LagoEvent | Iterable[LagoEvent] | None"]
+Handler = Callable[[Any, "HandlerSettings"], "LagoEvent | Iterable[LagoEvent] | None"]
 
 _MASK = "********"
 
 
-class Settings(Mapping[str, Any]):
+class HandlerSettings(Mapping[str, Any]):
     """Read-only named values given to every handler, like a Segment Function's settings.
 
     Values whose names are in ``sensitive`` are usable by handlers but masked in
@@ -81,7 +82,11 @@ class Settings(Mapping[str, Any]):
     __str__ = __repr__
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Settings, (self._values,), None, None, None)
+        return (HandlerSettings, (self._values,), None, None, None)
+
+
+#: The name this class had first, kept: ``Settings`` alone did not say whose.
+Settings = HandlerSettings
 
 
 @attrs.frozen(slots=True)
@@ -141,7 +146,7 @@ def _as_events(returned: object) -> tuple[LagoEvent, ...]:
 
 
 def handler_flow(
-    handler: Handler, event: Any, settings: Settings, retry: HandlerRetry
+    handler: Handler, event: Any, settings: HandlerSettings, retry: HandlerRetry
 ) -> Generator[Wait, None, HandlerOutcome]:
     """Call ``handler`` and classify what happened, retrying on :class:`RetryError`.
 
@@ -172,7 +177,7 @@ def handler_flow(
 def run_handler(
     handler: Handler,
     event: Any,
-    settings: Settings,
+    settings: HandlerSettings,
     retry: HandlerRetry,
     sleep: Callable[[float], None],
 ) -> HandlerOutcome:

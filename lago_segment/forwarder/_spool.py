@@ -32,7 +32,7 @@ from collections.abc import Iterator, Sequence
 from typing import Literal
 
 from lago_segment.errors import ConfigurationError, SpoolError
-from lago_segment.forwarder._stores import Item, SetAside
+from lago_segment.forwarder._stores import QueuedEvent, SetAside
 from lago_segment.lago import LagoEvent
 
 __all__ = ["SpoolStore", "SpoolSync"]
@@ -196,7 +196,7 @@ class SpoolStore:
         )
         self._admitted = self._mine
 
-    def put(self, items: Sequence[Item]) -> bool:
+    def put(self, items: Sequence[QueuedEvent]) -> bool:
         rows = [
             (self._owner, i.message_id, json.dumps(i.event.to_dict(), separators=(",", ":")))
             for i in items
@@ -231,7 +231,7 @@ class SpoolStore:
             self._mine += len(rows)
         return True
 
-    def take(self, n: int) -> list[Item]:
+    def take(self, n: int) -> list[QueuedEvent]:
         if time.monotonic() < self._resume_at:
             return []
         with self._send_lock:
@@ -249,12 +249,14 @@ class SpoolStore:
                 if len(rows) == n:
                     break
             self._flying.update(row[0] for row in rows)
-        items: list[Item] = []
+        items: list[QueuedEvent] = []
         bad: list[tuple[int, str | None, Exception]] = []
         for row_id, message_id, event in rows:
             mid = message_id if isinstance(message_id, str) else None
             try:
-                items.append(Item(LagoEvent.from_dict(json.loads(event)), mid, None, row_id))
+                items.append(
+                    QueuedEvent(LagoEvent.from_dict(json.loads(event)), mid, None, row_id)
+                )
             except Exception as exc:  # any row content can be wrong: never block the rest
                 bad.append((row_id, mid, exc))
         if bad:
@@ -294,7 +296,7 @@ class SpoolStore:
         taken, self._set_aside = self._set_aside, []
         return taken
 
-    def ack(self, items: Sequence[Item]) -> None:
+    def ack(self, items: Sequence[QueuedEvent]) -> None:
         if not items:
             return
         ids = [(i.row_id,) for i in items]
@@ -313,7 +315,7 @@ class SpoolStore:
             if time.monotonic() >= self._resume_at:
                 self._failures = 0
 
-    def retry_later(self, items: Sequence[Item]) -> bool:
+    def retry_later(self, items: Sequence[QueuedEvent]) -> bool:
         first = min(i.row_id or 0 for i in items)
         with self._send_lock:
             # Everything from the first failed row on is sent again, in order

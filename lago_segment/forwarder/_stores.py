@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 @attrs.define(slots=True, eq=False)
-class Item:
+class QueuedEvent:
     """One queued Lago event and where it came from."""
 
     event: LagoEvent
@@ -31,19 +31,19 @@ class Store(Protocol):
     Every method is thread-safe and fast (no network).
     """
 
-    def put(self, items: Sequence[Item]) -> bool:
+    def put(self, items: Sequence[QueuedEvent]) -> bool:
         """Take all of ``items`` (True) or none when there is no room (False)."""
         ...
 
-    def take(self, n: int) -> list[Item]:
+    def take(self, n: int) -> list[QueuedEvent]:
         """Up to ``n`` events not yet handed out, oldest first."""
         ...
 
-    def ack(self, items: Sequence[Item]) -> None:
+    def ack(self, items: Sequence[QueuedEvent]) -> None:
         """Forget ``items``: Lago has them, or they failed for good."""
         ...
 
-    def retry_later(self, items: Sequence[Item]) -> bool:
+    def retry_later(self, items: Sequence[QueuedEvent]) -> bool:
         """Keep ``items`` for another try (True), or say the store cannot (False)."""
         ...
 
@@ -97,12 +97,12 @@ class MemoryStore:
 
     def __init__(self, max_size: int) -> None:
         self._max = max_size
-        self._queue: collections.deque[Item] = collections.deque()
+        self._queue: collections.deque[QueuedEvent] = collections.deque()
         self._in_flight = 0
         self._admitted = 0
         self._lock = threading.Lock()
 
-    def put(self, items: Sequence[Item]) -> bool:
+    def put(self, items: Sequence[QueuedEvent]) -> bool:
         with self._lock:
             if len(self._queue) + self._in_flight + len(items) > self._max:
                 return False
@@ -110,18 +110,18 @@ class MemoryStore:
             self._admitted += len(items)
             return True
 
-    def take(self, n: int) -> list[Item]:
+    def take(self, n: int) -> list[QueuedEvent]:
         with self._lock:
             count = min(n, len(self._queue))
             batch = [self._queue.popleft() for _ in range(count)]
             self._in_flight += count
             return batch
 
-    def ack(self, items: Sequence[Item]) -> None:
+    def ack(self, items: Sequence[QueuedEvent]) -> None:
         with self._lock:
             self._in_flight -= len(items)
 
-    def retry_later(self, items: Sequence[Item]) -> bool:
+    def retry_later(self, items: Sequence[QueuedEvent]) -> bool:
         return False
 
     def retry_delay(self) -> float:
