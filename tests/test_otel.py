@@ -136,7 +136,9 @@ def test_rejected_events_are_counted_without_a_code(reader):
 def test_queue_depth_and_batches_in_flight_are_observed_while_lago_is_slow(reader):
     sender = FakeSender()
     sender.gate = threading.Event()
-    forwarder = make_forwarder("gauges", sender, batch_size=1)
+    # One sender: the second event waits in the queue (with more senders, which
+    # of them takes it when is a race).
+    forwarder = make_forwarder("gauges", sender, batch_size=1, max_in_flight=1)
     try:
         forwarder.forward(track(1))
         assert sender.entered.wait(5)
