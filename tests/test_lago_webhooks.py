@@ -378,3 +378,12 @@ def test_an_app_needs_somewhere_to_report():
 
     with pytest.raises(ConfigurationError, match="on_rejected or dead_letter"):
         asgi_app(hmac_key=HMAC_KEY)
+
+
+def test_a_token_whose_header_nests_too_deep_for_json_is_refused_not_a_500(fake):
+    import base64
+
+    body = body_of(ERRORS)
+    deep = base64.urlsafe_b64encode(b"[" * 100_000 + b"]" * 100_000).rstrip(b"=").decode()
+    headers = {"X-Lago-Signature": f"{deep}.e30.c2ln", "X-Lago-Signature-Algorithm": "jwt"}
+    assert handle(body, headers, print, public_key=fake.webhook_public_key).status == 401

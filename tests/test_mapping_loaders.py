@@ -35,7 +35,9 @@ def _only_our_errors(call: Any, *args: Any, **kwargs: Any) -> None:
 
 @pytest.mark.parametrize("depth", [990, 5000])
 def test_deeply_nested_json_is_a_spec_error(depth: int) -> None:
-    with pytest.raises(SpecError, match="invalid JSON: nested too deeply"):
+    # Up to Python 3.12 the json module's recursion fails on such input; from
+    # 3.13 it parses it, and the document is then refused for its shape.
+    with pytest.raises(SpecError, match=r"invalid JSON: nested too deeply|must be an object"):
         MappingSpec.from_json("[" * depth + "]" * depth)
 
 

@@ -265,8 +265,8 @@ def _jwt_ok(token: str, body: bytes, key: RSAPublicKey, issuer: str | None) -> b
         signed = f"{parts[0]}.{parts[1]}".encode("ascii")
         key.verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())
         claims = json.loads(_b64url(parts[1]))
-    except (ValueError, binascii.Error, InvalidSignature, UnicodeError):
-        return False
+    except (ValueError, binascii.Error, InvalidSignature, UnicodeError, RecursionError):
+        return False  # RecursionError: a header nested deeper than json can read
     if not isinstance(claims, dict):
         return False
     if issuer is not None and claims.get("iss") != issuer:
