@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from lago_segment.client import LagoClient
-from lago_segment.forwarder import Forwarder, ForwardingError, Mapper
+from lago_segment.forwarder import Forwarder, ForwardingFailure, Mapper
 
 from ._endpoint import endpoint_kind, local_endpoints
 from ._harness import OPTIONS, Result, print_table, scaled
@@ -78,7 +78,7 @@ def delivered_per_s(
 ) -> float:
     """Delivered Lago events/s of one run; only the options the forwarder takes are passed."""
     accepted = {k: v for k, v in options.items() if v is not None and supports(k)}
-    failures: list[ForwardingError] = []
+    failures: list[ForwardingFailure] = []
     with (
         tempfile.TemporaryDirectory(prefix="lago-bench-spool-") as tmp,
         LagoClient(api_key="bench", api_url=url) as client,
