@@ -227,9 +227,11 @@ def unix_seconds(value: Timestamp) -> int | str:
 
 def _render_property(value: PropertyValue) -> str | int | float:
     # Decimal has no JSON form that keeps every digit except a string; Lago
-    # compares property values as strings anyway.
+    # compares property values as strings anyway. Plain notation, never "1E+3":
+    # ClickHouse's toDecimal128OrZero reads an exponent as 0. Bounded: the
+    # constructor refused more than 25 integer digits or 15 decimal places.
     if isinstance(value, Decimal):
-        return str(value)
+        return format(value, "f")
     return value
 
 

@@ -266,3 +266,22 @@ def test_rendered_decimal_seconds_round_trip_through_lago_json(seconds: Decimal)
     expected = (seconds * 1000).to_integral_value(rounding=ROUND_FLOOR).scaleb(-3)
     assert Decimal(wire) == expected
     assert LagoEvent.from_dict(event.to_dict()).to_dict()["timestamp"] == wire
+
+
+@pytest.mark.parametrize(
+    ("value", "sent"),
+    [
+        (Decimal("1E+3"), "1000"),
+        (Decimal("1.50"), "1.50"),
+        (Decimal("-2.5E-7"), "-0.00000025"),
+        (Decimal("12345678901234567890123.5"), "12345678901234567890123.5"),
+    ],
+)
+def test_a_decimal_property_is_sent_in_plain_notation(value: Decimal, sent: str) -> None:
+    # ClickHouse's toDecimal128OrZero reads "1E+3" as 0: never send an exponent.
+    event = LagoEvent(
+        transaction_id="t", external_subscription_id="s", code="c", timestamp=1,
+        properties={"amount": value},
+    )  # fmt: skip
+    assert event.to_dict()["properties"] == {"amount": sent}
+    assert LagoEvent.from_dict(event.to_dict()).properties == {"amount": sent}
