@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
+import os
+import shutil
 import subprocess
 import sys
+import zipfile
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PUBLIC_MODULES = [
     "lago_segment",
@@ -82,3 +89,72 @@ def test_settings_is_the_handler_settings_class() -> None:
     from lago_segment.forwarder import HandlerSettings, Settings
 
     assert Settings is HandlerSettings is lago_segment.HandlerSettings
+
+
+def _package(root: Path, name: str, stub: str | None) -> None:
+    package = root / name
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "from lago_segment._lazy import attach_stub\n"
+        "__getattr__, __dir__, __all__ = attach_stub(__name__)\n"
+    )
+    (package / "_impl.py").write_text("ANSWER = 42\nclass Thing: ...\n")
+    if stub is not None:
+        (package / "__init__.pyi").write_text(stub)
+
+
+def test_a_lazy_package_takes_its_table_from_its_stub(tmp_path: Path) -> None:
+    _package(
+        tmp_path,
+        "lazypkg",
+        "from ._impl import (\n    ANSWER as ANSWER,\n    Thing as Thing,\n)\n",
+    )
+    script = (
+        "import sys; import lazypkg\n"
+        "assert 'lazypkg._impl' not in sys.modules\n"
+        "assert lazypkg.__all__ == ['ANSWER', 'Thing'], lazypkg.__all__\n"
+        "assert lazypkg.ANSWER == 42 and 'lazypkg._impl' in sys.modules\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, check=True)
+
+
+def test_a_lazy_package_works_from_a_zip_archive(tmp_path: Path) -> None:
+    _package(tmp_path, "lazypkg", "from ._impl import ANSWER as ANSWER\n")
+    archive = tmp_path / "app.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in (tmp_path / "lazypkg").iterdir():
+            zf.write(path, f"lazypkg/{path.name}")
+    shutil.rmtree(tmp_path / "lazypkg")
+    script = "import lazypkg; assert lazypkg.ANSWER == 42 and lazypkg.__all__ == ['ANSWER']"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(archive), str(ROOT)])}
+    subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, check=True)
+
+
+def test_a_lazy_package_without_its_stub_says_what_is_missing(tmp_path: Path) -> None:
+    _package(tmp_path, "lazypkg", None)
+    out = subprocess.run(
+        [sys.executable, "-c", "import lazypkg"],
+        check=False,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])},
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 1
+    assert "ImportError: lazypkg's public names are listed in" in out.stderr
+    assert "__init__.pyi, which is missing" in out.stderr
+
+
+def test_every_stub_entry_is_a_public_name_of_its_package() -> None:
+    for name in ("lago_segment", "lago_segment.kafka", "lago_segment.testing"):
+        module = importlib.import_module(name)
+        stub = Path(module.__file__).with_suffix(".pyi").read_text()  # type: ignore[arg-type]
+        listed = {
+            alias.asname
+            for node in ast.parse(stub).body
+            if isinstance(node, ast.ImportFrom)
+            for alias in node.names
+            if alias.asname == alias.name  # `A as A`: re-exported for type checkers
+        }
+        assert listed == set(module.__all__), name

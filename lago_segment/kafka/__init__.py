@@ -16,34 +16,6 @@ loaded on first use, and confluent-kafka only when a consumer or a sink is built
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from lago_segment._lazy import attach_stub
 
-from lago_segment._lazy import attach
-
-if TYPE_CHECKING:
-    from ._consumer import ConsumerStats, SegmentConsumer
-    from ._offsets import OffsetTracker, Ticket
-    from ._sink import KafkaDeliveryError, RawEventsSink, raw_event_message
-
-__all__ = [
-    "ConsumerStats",
-    "KafkaDeliveryError",
-    "OffsetTracker",
-    "RawEventsSink",
-    "SegmentConsumer",
-    "Ticket",
-    "raw_event_message",
-]
-
-_LAZY = {
-    "ConsumerStats": "._consumer",
-    "SegmentConsumer": "._consumer",
-    "OffsetTracker": "._offsets",
-    "Ticket": "._offsets",
-    "KafkaDeliveryError": "._sink",
-    "RawEventsSink": "._sink",
-    "raw_event_message": "._sink",
-}
-
-
-__getattr__, __dir__ = attach(__name__, _LAZY)
+__getattr__, __dir__, __all__ = attach_stub(__name__)

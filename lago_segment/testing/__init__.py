@@ -14,35 +14,6 @@ stays free in test suites that do not use it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from lago_segment._lazy import attach_stub
 
-from lago_segment._lazy import attach
-
-from ._factory import SegmentEventFactory, segment_event
-
-if TYPE_CHECKING:
-    from lago_segment._retry import is_testing, set_testing
-
-    from ._fake_lago import FakeLago, Fault
-    from ._fixture import FakeLagoFixture
-
-__all__ = [
-    "FakeLago",
-    "FakeLagoFixture",
-    "Fault",
-    "SegmentEventFactory",
-    "is_testing",
-    "segment_event",
-    "set_testing",
-]
-
-_LAZY = {
-    "FakeLago": "lago_segment.testing._fake_lago",
-    "Fault": "lago_segment.testing._fake_lago",
-    "FakeLagoFixture": "lago_segment.testing._fixture",
-    "is_testing": "lago_segment._retry",
-    "set_testing": "lago_segment._retry",
-}
-
-
-__getattr__, __dir__ = attach(__name__, _LAZY)
+__getattr__, __dir__, __all__ = attach_stub(__name__)
