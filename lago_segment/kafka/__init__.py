@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING
 from lago_segment._lazy import attach
 
 if TYPE_CHECKING:
-    from ._consumer import ConsumerStats, SegmentConsumer
+    from ._consumer import SegmentConsumer
     from ._offsets import OffsetTracker, Ticket
     from ._sink import KafkaDeliveryError, RawEventsSink, raw_event_message
+    from ._stats import ConsumerStats
 
 __all__ = [
     "ConsumerStats",
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    "ConsumerStats": "._consumer",
+    "ConsumerStats": "._stats",
     "SegmentConsumer": "._consumer",
     "OffsetTracker": "._offsets",
     "Ticket": "._offsets",

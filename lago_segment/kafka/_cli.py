@@ -16,7 +16,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._consumer import ConsumerStats
+    from ._stats import ConsumerStats
 
 __all__ = ["add_consume_parser", "parse_setting"]
 
@@ -249,10 +249,12 @@ def _client(args: argparse.Namespace, config: dict[str, Any]) -> Any:
         return LagoClient(api_key, api_url=args.api_url, timeout=args.timeout)
     if not args.organization_id:
         raise UsageError("--raw-events-topic needs --organization-id")
-    from ._consumer import _common
+    from ._dead_letters import producer_settings
     from ._sink import RawEventsSink
 
-    sink_config = dict(args.sink_settings) if args.sink_settings is not None else _common(config)
+    sink_config = (
+        dict(args.sink_settings) if args.sink_settings is not None else producer_settings(config)
+    )
     if args.sink_bootstrap_servers:
         sink_config["bootstrap.servers"] = args.sink_bootstrap_servers
     sink_config.setdefault("bootstrap.servers", config["bootstrap.servers"])
