@@ -1,4 +1,4 @@
-"""The I/O-free client core: plain function calls, no socket."""
+"""The I/O-free client flows: plain function calls, no socket."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from support_client import make_event
 
 from lago_segment._retry import RetryPolicy
 from lago_segment.client._batching import plan_batches
-from lago_segment.client._flows import ClientCore, Wait
+from lago_segment.client._flows import ClientFlows, Wait
 from lago_segment.client._responses import rate_limit_info, rejected_indices, server_wait
 from lago_segment.client._urls import check_api_url
 from lago_segment.errors import ConfigurationError
@@ -116,7 +116,7 @@ def testing_mode() -> Iterator[None]:
 
 
 def test_set_testing_retries_without_waiting(testing_mode: None) -> None:
-    core = ClientCore.create(
+    flows = ClientFlows.create(
         "key",
         api_url="https://lago.test",
         retry=RetryPolicy(attempts=3),
@@ -125,7 +125,7 @@ def test_set_testing_retries_without_waiting(testing_mode: None) -> None:
         max_batch_size=100,
         max_batch_bytes=10**6,
     )
-    flow = core.send(make_event())
+    flow = flows.send(make_event())
     steps = [next(flow)]
     for _ in range(2):
         steps.append(flow.send(httpx.Response(503, headers={"Retry-After": "60"})))
@@ -136,7 +136,7 @@ def test_set_testing_retries_without_waiting(testing_mode: None) -> None:
 @pytest.mark.parametrize("size", [0, 101])
 def test_batch_size_must_be_between_1_and_100(size: int) -> None:
     with pytest.raises(ConfigurationError, match="max_batch_size"):
-        ClientCore.create(
+        ClientFlows.create(
             "key",
             api_url="https://lago.test",
             retry=None,

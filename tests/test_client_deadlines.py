@@ -9,7 +9,7 @@ import pytest
 from support_client import RawServer, Runner, json_reply, lago, make_event
 
 from lago_segment._retry import RetryPolicy
-from lago_segment.client._flows import BATCH_PATH, Call, ClientCore
+from lago_segment.client._flows import BATCH_PATH, Call, ClientFlows
 from lago_segment.errors import LagoResponseTooLargeError, LagoTimeoutError
 
 __all__ = ["lago"]
@@ -68,7 +68,7 @@ def test_each_call_gets_what_is_left_of_the_retry_deadline() -> None:
     policy = RetryPolicy(
         attempts=5, timeout=10.0, wait_initial=1, wait_jitter=0, clock=lambda: now[0]
     )
-    core = ClientCore.create(
+    flows = ClientFlows.create(
         "key",
         api_url="https://lago.test",
         retry=policy,
@@ -77,7 +77,7 @@ def test_each_call_gets_what_is_left_of_the_retry_deadline() -> None:
         max_batch_size=100,
         max_batch_bytes=10**6,
     )
-    flow = core.send_batch([make_event()])
+    flow = flows.send_batch([make_event()])
     first = next(flow)
     assert first == Call(BATCH_PATH, first.body, timeout=10.0)
     now[0] += 3.0  # the first attempt took 3 s and timed out

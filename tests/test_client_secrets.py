@@ -106,7 +106,7 @@ def test_redact_masks_the_key_and_the_url_credentials(lago: Runner) -> None:
 )
 def test_repr_and_api_url_never_show_url_credentials(lago: Runner, url: str) -> None:
     client = lago.client(api_url=url)
-    shown = repr(client) + client.api_url + repr(client._core)
+    shown = repr(client) + client.api_url + repr(client._flows)
     assert "hunter22" not in shown
     assert "tok_abcdef" not in shown
     assert "lago.example.com" in shown

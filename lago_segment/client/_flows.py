@@ -5,10 +5,11 @@ yields a :class:`Call` (POST this body to this path, within this time) or a
 :class:`Wait` (sleep this long) and is sent back the :class:`httpx.Response` or
 the transport error the call ended with (httpx's, or the shell's own
 :class:`~lago_segment.errors.LagoTransportError` when it cut the exchange off);
-a :class:`~lago_segment.errors.ClientClosedError` is thrown into it. A 15-line sync driver and a
-15-line async driver in :mod:`lago_segment.client` run the same flows, so the
-two clients cannot drift apart, and every decision here is testable with plain
-function calls.
+a :class:`~lago_segment.errors.ClientClosedError` is thrown into it. A 15-line sync driver
+(``_sync.drive``) and a 15-line async driver (``_async.adrive``) run the same
+flows, so the two clients cannot drift apart, and every decision here is
+testable with plain function calls. :class:`ClientFlows` holds the validated
+settings the flows run with.
 """
 
 from __future__ import annotations
@@ -102,8 +103,13 @@ Flow = Generator[Step, Reply, T]
 
 
 @attrs.frozen(slots=True)
-class ClientCore:
-    """Everything the sync and async clients share: settings and the three flows."""
+class ClientFlows:
+    """A client's validated settings and the flows both shells run with them.
+
+    The settings: key, origin, retry policy, batch and response limits, and
+    what derives from them (request headers, the redactor). The flows:
+    :meth:`send`, :meth:`send_batch`, :meth:`estimate_fees`, over :meth:`call`.
+    """
 
     api_key: str = attrs.field(repr=False)
     api_url: str = attrs.field(repr=safe_url)
@@ -143,8 +149,8 @@ class ClientCore:
         max_batch_size: int,
         max_batch_bytes: int,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-    ) -> ClientCore:
-        """Validate the client options and build the core."""
+    ) -> ClientFlows:
+        """Validate the client options and build the flows."""
         check_api_key(api_key)
         if isinstance(max_batch_size, bool) or not 1 <= max_batch_size <= MAX_BATCH_SIZE:
             raise ConfigurationError(

@@ -1,7 +1,6 @@
 """The public names of lago_segment.kafka, each written once (see lago_segment/_lazy.py)."""
 
 from ._consumer import (
-    ConsumerStats as ConsumerStats,
     SegmentConsumer as SegmentConsumer,
 )
 from ._offsets import (
@@ -12,4 +11,7 @@ from ._sink import (
     KafkaDeliveryError as KafkaDeliveryError,
     RawEventsSink as RawEventsSink,
     raw_event_message as raw_event_message,
+)
+from ._stats import (
+    ConsumerStats as ConsumerStats,
 )

@@ -16,7 +16,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._consumer import ConsumerStats
+    from ._stats import ConsumerStats
 
 __all__ = ["add_consume_parser", "parse_setting"]
 
@@ -66,6 +66,19 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
         return value
 
     return convert
+
+
+def _add_number(
+    parser: Any, flag: str, kind: type[float] | type[int], default: float, what: str
+) -> None:
+    # A positive number of seconds (float) or a positive count (int), with its default shown.
+    parser.add_argument(
+        flag,
+        type=_positive(kind),
+        metavar="SECONDS" if kind is float else "N",
+        default=default,
+        help=f"{what} (default: %(default)s)",
+    )
 
 
 def add_consume_parser(
@@ -121,13 +134,7 @@ def add_consume_parser(
         default=os.environ.get("LAGO_API_URL", _DEFAULT_API_URL),
         help="Lago's origin (default: $LAGO_API_URL, else %(default)s)",
     )
-    consume.add_argument(
-        "--timeout",
-        type=_positive(float),
-        metavar="SECONDS",
-        default=10.0,
-        help="seconds per HTTP request (default: %(default)s)",
-    )
+    _add_number(consume, "--timeout", float, 10.0, "seconds per HTTP request")
     sink = consume.add_argument_group(
         "Lago's raw-events topic (self-hosted Lago; instead of the REST API)"
     )
@@ -152,40 +159,18 @@ def add_consume_parser(
         help="a librdkafka setting for the raw-events producer (default: the -X settings)",
     )
     tuning = consume.add_argument_group("tuning")
-    tuning.add_argument(
-        "--status-interval",
-        type=_positive(float),
-        metavar="SECONDS",
-        default=10.0,
-        help="seconds between status lines (default: %(default)s)",
+    _add_number(tuning, "--status-interval", float, 10.0, "seconds between status lines")
+    _add_number(tuning, "--batch-size", int, 100, "Lago events per request, at most 100")
+    _add_number(
+        tuning, "--max-unsettled", int, 5000, "pause consumption while N messages are unsettled"
     )
-    tuning.add_argument(
-        "--batch-size",
-        type=_positive(int),
-        metavar="N",
-        default=100,
-        help="Lago events per request, at most 100 (default: %(default)s)",
-    )
-    tuning.add_argument(
-        "--max-unsettled",
-        type=_positive(int),
-        metavar="N",
-        default=5000,
-        help="pause consumption while N messages are unsettled (default: %(default)s)",
-    )
-    tuning.add_argument(
-        "--commit-interval",
-        type=_positive(float),
-        metavar="SECONDS",
-        default=1.0,
-        help="seconds between offset commits (default: %(default)s)",
-    )
-    tuning.add_argument(
+    _add_number(tuning, "--commit-interval", float, 1.0, "seconds between offset commits")
+    _add_number(
+        tuning,
         "--shutdown-timeout",
-        type=_positive(float),
-        metavar="SECONDS",
-        default=30.0,
-        help="on SIGTERM, how long to wait for in-flight events (default: %(default)s)",
+        float,
+        30.0,
+        "on SIGTERM, how long to wait for in-flight events",
     )
     consume.set_defaults(run=run_consume)
 
@@ -264,10 +249,12 @@ def _client(args: argparse.Namespace, config: dict[str, Any]) -> Any:
         return LagoClient(api_key, api_url=args.api_url, timeout=args.timeout)
     if not args.organization_id:
         raise UsageError("--raw-events-topic needs --organization-id")
-    from ._consumer import _common
+    from ._dead_letters import producer_settings
     from ._sink import RawEventsSink
 
-    sink_config = dict(args.sink_settings) if args.sink_settings is not None else _common(config)
+    sink_config = (
+        dict(args.sink_settings) if args.sink_settings is not None else producer_settings(config)
+    )
     if args.sink_bootstrap_servers:
         sink_config["bootstrap.servers"] = args.sink_bootstrap_servers
     sink_config.setdefault("bootstrap.servers", config["bootstrap.servers"])

@@ -9,6 +9,11 @@ already stored, or dead-lettered), settles its message in an
 only, so a commit never passes a message whose events are still in flight.
 A Lago outage is retried without end (the backlog pauses the partitions
 instead of growing); nothing unsettled is ever committed.
+
+This module holds the loop and the handling of each message; the wrappers
+under the forwarder are in ``_settling``, the dead-letter producer in
+``_dead_letters``, commits and rebalances in ``_partitions``, the counters in
+``_stats``.
 """
 
 from __future__ import annotations
@@ -18,28 +23,30 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from lago_segment.client._results import BatchResult, DeliveryFailure
 from lago_segment.errors import (
     ConfigurationError,
     InvalidEventPayload,
     InvalidLagoEvent,
-    LagoConnectionError,
     LagoSegmentError,
     MappingError,
     QueueFullError,
 )
 from lago_segment.forwarder._records import ErrorCallback, ForwardingFailure, log_error
 
-from ._offsets import OffsetTracker, PartitionKey, Ticket
+from ._dead_letters import DeadLetters, producer_settings
+from ._offsets import OffsetTracker, Ticket
+from ._partitions import OwnedPartitions
+from ._settling import BatchSender, Recorder, SettlingClient
 from ._sink import import_kafka
+from ._stats import ConsumerStats, Counters
 
 if TYPE_CHECKING:
-    from lago_segment.events import SegmentEvent
+    from lago_segment.client._results import DeliveryFailure
     from lago_segment.forwarder import Mapper
     from lago_segment.lago import LagoEvent
 
@@ -47,135 +54,8 @@ __all__ = ["ConsumerStats", "SegmentConsumer"]
 
 logger = logging.getLogger("lago_segment")
 
-#: Header names on dead-lettered messages.
-REASON_HEADER = "lago-segment-reason"
-ERROR_HEADER = "lago-segment-error"
-PAYLOAD_HEADER = "lago-segment-payload"
 # _forward()'s answer for a message it could not hand on before shutdown.
 _KEEP = "keep"
-SOURCE_HEADERS = ("lago-segment-topic", "lago-segment-partition", "lago-segment-offset")
-
-
-class _Client(Protocol):
-    def send_batch(self, events: Iterable[LagoEvent], /) -> BatchResult: ...
-
-
-@attrs.frozen(slots=True)
-class ConsumerStats:
-    """A snapshot of a :class:`SegmentConsumer`'s counters.
-
-    Messages: ``consumed`` = read from Kafka; each ends ``mapped`` (became Lago
-    events), ``skipped`` (no rule matched) or ``dead_lettered`` (malformed:
-    not JSON, not a Segment event, too large, or not mappable). Lago events:
-    ``delivered`` (duplicates included; ``duplicates`` is that subset) or
-    ``rejected`` (refused by Lago for good, dead-lettered). ``unsettled``
-    counts messages read whose fate is not known yet; ``committed`` the
-    offset commits made; ``outage_retries`` the batches sent again after Lago
-    was unreachable; ``paused`` is True while the backlog holds consumption.
-    """
-
-    consumed: int = 0
-    mapped: int = 0
-    skipped: int = 0
-    dead_lettered: int = 0
-    delivered: int = 0
-    duplicates: int = 0
-    rejected: int = 0
-    unsettled: int = 0
-    committed: int = 0
-    outage_retries: int = 0
-    paused: bool = False
-    partitions: tuple[PartitionKey, ...] = ()
-
-    def line(self) -> str:
-        """The one-line status the ``consume`` command prints."""
-        parts = ", ".join(f"{t}[{p}]" for t, p in self.partitions) or "none"
-        return (
-            f"consumed {self.consumed} messages: {self.mapped} mapped, {self.skipped} skipped, "
-            f"{self.dead_lettered} dead-lettered; Lago events: {self.delivered} stored "
-            f"({self.duplicates} duplicates), {self.rejected} rejected; "
-            f"{self.unsettled} unsettled; {self.committed} commits; "
-            f"{self.outage_retries} outage retries{'; PAUSED' if self.paused else ''}; "
-            f"partitions: {parts}"
-        )
-
-
-class _Recorder:
-    """The spec, seen by the forwarder: every Lago event it returns joins the current ticket."""
-
-    def __init__(self, spec: Mapper, consumer: SegmentConsumer) -> None:
-        self._spec = spec
-        self._consumer = consumer
-
-    def map(self, event: SegmentEvent | Mapping[str, Any], /) -> list[LagoEvent]:
-        events = list(self._spec.map(event))
-        self._consumer._adopt(events)
-        return events
-
-
-class _SettlingClient:
-    """The client under the forwarder: settles tickets, retries outages, dead-letters rejects."""
-
-    def __init__(self, client: _Client, consumer: SegmentConsumer) -> None:
-        self._client = client
-        self._consumer = consumer
-
-    def send_batch(self, events: Iterable[LagoEvent], /) -> BatchResult:
-        consumer = self._consumer
-        todo = list(events)
-        delivered: list[LagoEvent] = []
-        duplicates: list[LagoEvent] = []
-        failed: list[DeliveryFailure] = []
-        retries = 0
-        wait = consumer.retry_wait
-        while True:
-            if consumer._giving_up.is_set():
-                # Shutting down past its deadline: not sent, so not settled, not
-                # committed; the partition's next reader sends them.
-                error = LagoConnectionError("the consumer stopped before this was sent")
-                failed.extend(DeliveryFailure(e, error, permanent=False) for e in todo)
-                break
-            try:
-                result = self._client.send_batch(todo)
-            except Exception as exc:  # a broken client: the same as an outage
-                logger.exception("lago_segment: the client raised from send_batch")
-                result = BatchResult(
-                    failed=tuple(
-                        DeliveryFailure(e, _as_transport(exc), permanent=False) for e in todo
-                    )
-                )
-            retries += result.retries
-            delivered.extend(result.delivered)
-            duplicates.extend(result.duplicates)
-            consumer._delivered(result.delivered, result.duplicates)
-            transient: list[DeliveryFailure] = []
-            for failure in result.failed:
-                if failure.permanent:
-                    failed.append(failure)
-                    consumer._rejected(failure)
-                else:
-                    transient.append(failure)
-            if not transient:
-                break
-            if consumer._giving_up.is_set():
-                # Shutting down: these stay unsettled, so uncommitted, and are read again.
-                failed.extend(transient)
-                break
-            consumer._count(outage_retries=1)
-            logger.warning(
-                "lago_segment: %d Lago event(s) not delivered (%s); retrying in %.1f s",
-                len(transient),
-                transient[0].error,
-                wait,
-            )
-            consumer._giving_up.wait(wait)
-            wait = min(wait * 2, consumer.retry_wait_max)
-            todo = [f.event for f in transient]
-        return BatchResult(tuple(delivered), tuple(duplicates), tuple(failed), retries)
-
-
-def _as_transport(exc: Exception) -> LagoConnectionError:
-    return LagoConnectionError(f"the client raised {type(exc).__name__}: {exc}")
 
 
 class SegmentConsumer:
@@ -213,7 +93,7 @@ class SegmentConsumer:
 
     def __init__(
         self,
-        client: _Client,
+        client: BatchSender,
         *,
         spec: Mapper,
         topics: Sequence[str],
@@ -254,12 +134,10 @@ class SegmentConsumer:
         self._kafka = kafka
         self._topics = list(topics)
         self._on_error = on_error or log_error
-        self._max_unsettled = max_unsettled
         self._max_bytes = max_message_bytes
         self._commit_interval = commit_interval
         self.retry_wait = retry_wait
         self.retry_wait_max = retry_wait_max
-        self._revoke_timeout = revoke_timeout
         self._shutdown_timeout = shutdown_timeout
         self._tracker = OffsetTracker()
         self._tickets: dict[int, Ticket] = {}
@@ -268,26 +146,8 @@ class SegmentConsumer:
         self._adopted: list[LagoEvent] = []
         self._stop = threading.Event()
         self._giving_up = threading.Event()
-        self._fatal: BaseException | None = None
-        self._counts = dict.fromkeys(
-            (
-                "consumed",
-                "mapped",
-                "skipped",
-                "dead_lettered",
-                "delivered",
-                "duplicates",
-                "rejected",
-                "committed",
-                "outage_retries",
-            ),
-            0,
-        )
-        self._count_lock = threading.Lock()
-        self._paused = False
-        self._repause = False
-        # Rebound, never mutated: stats() reads it from other threads.
-        self._assignment: frozenset[PartitionKey] = frozenset()
+        self._counters = Counters()
+        self._count = self._counters.add
 
         consumer_config = {
             "auto.offset.reset": "earliest",
@@ -297,10 +157,21 @@ class SegmentConsumer:
             "enable.auto.offset.store": False,
         }
         self._consumer = kafka.Consumer(consumer_config)
-        producer_config = dict(dead_letter_config or _common(config))
-        producer_config.setdefault("enable.idempotence", True)
-        self._dead_letters = kafka.Producer(producer_config)
-        self._dead_letter_topic = dead_letter_topic
+        self._owned = OwnedPartitions(
+            kafka,
+            self._consumer,
+            self._tracker,
+            max_unsettled=max_unsettled,
+            revoke_timeout=revoke_timeout,
+            settle_all=self._settle_all,
+            count=self._count,
+        )
+        self._dead_letters = DeadLetters(
+            kafka,
+            dead_letter_config or producer_settings(config),
+            dead_letter_topic,
+            self._tracker,
+        )
 
         options: dict[str, Any] = {}
         if (
@@ -309,8 +180,8 @@ class SegmentConsumer:
         ):
             options["max_in_flight"] = max_in_flight
         self._forwarder = Forwarder(
-            _SettlingClient(client, self),
-            spec=_Recorder(spec, self),
+            SettlingClient(client, self),
+            spec=Recorder(spec, self),
             on_error=self._forwarding_error,
             batch_size=batch_size,
             flush_interval=flush_interval,
@@ -327,13 +198,11 @@ class SegmentConsumer:
     @property
     def stats(self) -> ConsumerStats:
         """A snapshot of the counters (see :class:`ConsumerStats`)."""
-        with self._count_lock:
-            counts = dict(self._counts)
         return ConsumerStats(
-            **counts,
+            **self._counters.snapshot(),
             unsettled=self._tracker.unsettled(),
-            paused=self._paused,
-            partitions=tuple(sorted(self._assignment)),
+            paused=self._owned.paused,
+            partitions=tuple(sorted(self._owned.keys)),
         )
 
     def stop(self) -> None:
@@ -353,23 +222,23 @@ class SegmentConsumer:
         is settled) when a dead-letter message cannot be written: consuming on
         would block every later commit of its partition.
         """
-        consumer = self._consumer
+        consumer, owned, dead_letters = self._consumer, self._owned, self._dead_letters
         consumer.subscribe(
             self._topics,
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
+            on_assign=owned.on_assign,
+            on_revoke=owned.on_revoke,
+            on_lost=owned.on_lost,
         )
         next_commit = next_status = time.monotonic()
         try:
-            while not self._stop.is_set() and self._fatal is None:
-                self._dead_letters.poll(0)
-                self._backpressure()
+            while not self._stop.is_set() and dead_letters.fatal is None:
+                dead_letters.poll()
+                owned.backpressure()
                 for message in consumer.consume(num_messages=500, timeout=0.1):
                     self._handle(message)
                 now = time.monotonic()
                 if now >= next_commit:
-                    self._commit()
+                    owned.commit()
                     next_commit = now + self._commit_interval
                 if status is not None and now >= next_status:
                     status(self.stats)
@@ -378,46 +247,12 @@ class SegmentConsumer:
             self._shutdown()
         if status is not None:
             status(self.stats)
-        if self._fatal is not None:
-            raise LagoSegmentError(f"the consumer stopped: {self._fatal}") from self._fatal
+        fatal = dead_letters.fatal
+        if fatal is not None:
+            raise LagoSegmentError(f"the consumer stopped: {fatal}") from fatal
         return self.stats
 
-    # -- the poll loop ----------------------------------------------------------------------
-
-    def _count(self, **deltas: int) -> None:
-        with self._count_lock:
-            for name, delta in deltas.items():
-                self._counts[name] += delta
-
-    def _backpressure(self) -> None:
-        waiting = self._tracker.unsettled()
-        if self._repause:
-            # librdkafka keeps a partition's pause across a rebalance: once the new
-            # assignment is in effect, make every partition match our state.
-            self._repause = False
-            if self._paused:
-                self._consumer.pause(self._partitions())
-            else:
-                self._consumer.resume(self._partitions())
-        if not self._paused and waiting >= self._max_unsettled:
-            self._paused = True
-            self._consumer.pause(self._partitions())
-            logger.info("lago_segment: %d messages unsettled; consumption paused", waiting)
-        elif self._paused and waiting <= self._max_unsettled // 2:
-            self._paused = False
-            # Resume exactly after the last message read: nothing skipped, whatever
-            # the client had prefetched before the pause.
-            following = self._tracker.next_offsets()
-            for tp in self._partitions():
-                offset = following.get((tp.topic, tp.partition))
-                if offset is not None:
-                    tp.offset = offset
-                    self._consumer.seek(tp)
-            self._consumer.resume(self._partitions())
-            logger.info("lago_segment: consumption resumed")
-
-    def _partitions(self) -> list[Any]:
-        return [self._kafka.TopicPartition(t, p) for t, p in sorted(self._assignment)]
+    # -- each message -----------------------------------------------------------------------
 
     def _handle(self, message: Any) -> None:
         error = message.error()
@@ -426,7 +261,7 @@ class SegmentConsumer:
                 raise self._kafka.KafkaException(error)
             logger.warning("lago_segment: Kafka consumer error: %s", error)
             return
-        if (message.topic(), message.partition()) not in self._assignment:
+        if (message.topic(), message.partition()) not in self._owned.keys:
             # Fetched before its partition was revoked: its next owner reads it. Tracking
             # it would commit an offset for a partition another member now owns.
             return
@@ -520,22 +355,10 @@ class SegmentConsumer:
     def _rejected(self, failure: DeliveryFailure) -> None:
         """Lago refused an event for good: dead-letter it; it settles once the DLQ has it."""
         self._count(rejected=1)
-        event = failure.event
         with self._tickets_lock:
-            ticket = self._tickets.pop(id(event), None)
-        if ticket is None:
-            return
-        self._produce_dead_letter(
-            ticket,
-            json.dumps(event.to_dict(), default=str).encode(),
-            None,
-            {
-                REASON_HEADER: "lago_rejected",
-                ERROR_HEADER: str(failure.error),
-                PAYLOAD_HEADER: "lago-event",
-            },
-            hold=False,
-        )
+            ticket = self._tickets.pop(id(failure.event), None)
+        if ticket is not None:
+            self._dead_letters.lago_event(ticket, failure)
 
     def _dead_letter(
         self, ticket: Ticket, message: Any, reason: str, problem: str, payload: Any
@@ -552,53 +375,7 @@ class SegmentConsumer:
                 payload if isinstance(payload, dict) else None,
             )
         )
-        self._produce_dead_letter(
-            ticket,
-            message.value() or b"",
-            message.key(),
-            {REASON_HEADER: reason, ERROR_HEADER: problem[:1000], PAYLOAD_HEADER: "segment"},
-            hold=True,
-        )
-
-    def _produce_dead_letter(
-        self,
-        ticket: Ticket,
-        value: bytes,
-        key: bytes | None,
-        headers: dict[str, str],
-        *,
-        hold: bool,
-    ) -> None:
-        part = ticket.partition.key
-        headers = {
-            **headers,
-            SOURCE_HEADERS[0]: part[0],
-            SOURCE_HEADERS[1]: str(part[1]),
-            SOURCE_HEADERS[2]: str(ticket.offset),
-        }
-        if hold:
-            self._tracker.add(ticket)  # else the Lago event's own part settles with the letter
-
-        def on_delivery(error: Any, _message: Any) -> None:
-            if error is None:
-                self._tracker.settle(ticket)
-                return
-            # Unsettled for good in this process: stop rather than never commit again.
-            logger.error("lago_segment: the dead-letter topic refused a message: %s", error)
-            self._fatal = LagoSegmentError(f"dead-letter topic {self._dead_letter_topic}: {error}")
-
-        while True:
-            try:
-                self._dead_letters.produce(
-                    self._dead_letter_topic,
-                    value,
-                    key,
-                    headers=list(headers.items()),
-                    on_delivery=on_delivery,
-                )
-                return
-            except BufferError:
-                self._dead_letters.poll(0.1)
+        self._dead_letters.segment_message(ticket, message, reason, problem)
 
     def _forwarding_error(self, failure: ForwardingFailure) -> None:
         if self._giving_up.is_set() and failure.stage == "delivery":
@@ -606,32 +383,7 @@ class SegmentConsumer:
             failure = attrs.evolve(failure, permanent=False)
         self._on_error(failure)
 
-    # -- commits and rebalances -------------------------------------------------------------
-
-    def _commit(self, partitions: set[PartitionKey] | None = None) -> bool:
-        """Commit the settled positions of owned partitions; False if Kafka refused."""
-        owned = set(self._assignment) if partitions is None else partitions & self._assignment
-        positions = self._tracker.positions(owned)
-        if not positions:
-            return True
-        offsets = [self._kafka.TopicPartition(t, p, o) for (t, p), o in positions.items()]
-        try:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
-        except self._kafka.KafkaException as exc:
-            # Typically a rebalance in progress: the positions stay and are tried again.
-            logger.warning("lago_segment: offset commit failed: %s", exc)
-            return False
-        self._tracker.committed(positions)
-        self._count(committed=1)
-        return True
-
-    def _final_commit(self, attempts: int = 10) -> None:
-        """Commit what is settled, retrying while the group rebalances (a peer leaving)."""
-        for _ in range(attempts):
-            if self._commit():
-                return
-            # Serves the rebalance; a message it returns is not tracked, so not committed.
-            self._consumer.poll(0.5)
+    # -- settling and shutting down ---------------------------------------------------------
 
     def _settle_all(self, timeout: float) -> bool:
         """Wait (at most ``timeout`` s) until everything handed on so far is settled."""
@@ -640,36 +392,11 @@ class SegmentConsumer:
         left = max(0.0, deadline - time.monotonic())
         return self._dead_letters.flush(left) == 0 and done
 
-    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
-        self._assignment = self._assignment | {(tp.topic, tp.partition) for tp in partitions}
-        self._repause = True
-
-    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
-        keys = {(tp.topic, tp.partition) for tp in partitions}
-        if self._tracker.unsettled_in(keys):
-            self._commit(keys)  # what is settled already, before the group moves on
-            self._settle_all(self._revoke_timeout)
-        self._commit(keys)
-        abandoned = self._tracker.release(keys)
-        if abandoned:
-            logger.warning(
-                "lago_segment: %d unsettled messages given up with partitions %s; "
-                "their next owner reads them again",
-                abandoned,
-                sorted(keys),
-            )
-        self._assignment = self._assignment - keys
-
-    def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
-        keys = {(tp.topic, tp.partition) for tp in partitions}
-        self._tracker.release(keys)
-        self._assignment = self._assignment - keys
-
     def _shutdown(self) -> None:
         try:
             if not self._settle_all(self._shutdown_timeout):
                 self._giving_up.set()
-            self._final_commit()
+            self._owned.final_commit()
         finally:
             self._giving_up.set()
             try:
@@ -677,23 +404,3 @@ class SegmentConsumer:
             finally:
                 self._forwarder.close(timeout=5.0)
                 self._dead_letters.flush(5.0)
-
-
-def _common(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings of ``config`` a producer understands (consumer-only ones dropped)."""
-    consumer_only = (
-        "group.",
-        "session.timeout.ms",
-        "heartbeat.interval.ms",
-        "auto.offset.reset",
-        "enable.auto.",
-        "auto.commit.",
-        "max.poll.interval.ms",
-        "partition.assignment.strategy",
-        "fetch.",
-        "isolation.level",
-        "queued.",
-        "check.crcs",
-        "allow.auto.create.topics",
-    )
-    return {k: v for k, v in config.items() if not k.startswith(consumer_only)}
