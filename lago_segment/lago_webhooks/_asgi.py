@@ -12,9 +12,9 @@ from lago_segment._http import Receive, Scope, Send, read_asgi_body, send_asgi
 from lago_segment.lago_webhooks._core import (
     DEFAULT_MAX_BODY_BYTES,
     Endpoint,
-    LagoPublicKey,
-    RejectedCallback,
 )
+from lago_segment.lago_webhooks._rejected import RejectedCallback
+from lago_segment.lago_webhooks._signatures import LagoPublicKey
 
 if TYPE_CHECKING:
     from lago_segment.mapping import MappingSpec

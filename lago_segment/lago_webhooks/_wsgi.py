@@ -11,11 +11,11 @@ from lago_segment._http import read_wsgi_body, wsgi_headers
 from lago_segment.lago_webhooks._core import (
     DEFAULT_MAX_BODY_BYTES,
     Endpoint,
-    LagoPublicKey,
     LagoWebhookResponse,
-    RejectedCallback,
     _respond,
 )
+from lago_segment.lago_webhooks._rejected import RejectedCallback
+from lago_segment.lago_webhooks._signatures import LagoPublicKey
 
 if TYPE_CHECKING:
     from lago_segment.mapping import MappingSpec
