@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from lago_segment._http import header, json_headers, mask
+from lago_segment._http import JSON_HEADERS, JSONEndpoint, decoded_body, header, json_body, mask
 from lago_segment._metrics import log_fields
 from lago_segment.errors import ConfigurationError, LagoSegmentError
 from lago_segment.lago_webhooks._dead_letter import DeadLetterFile
@@ -56,27 +56,17 @@ class LagoWebhookResponse:
     """The records given to the callback."""
     duplicate: bool = False
     """True when this ``X-Lago-Unique-Key`` was handled already (nothing reported again)."""
-    headers: tuple[tuple[str, str], ...] = attrs.field(
-        default=attrs.Factory(json_headers, takes_self=True)
-    )
+    headers: tuple[tuple[str, str], ...] = attrs.field(default=JSON_HEADERS)
     """The response headers."""
 
-    def json(self) -> dict[str, Any]:
-        """The body, decoded."""
-        result: dict[str, Any] = json.loads(self.body)
-        return result
+    json = decoded_body
 
 
 def _respond(status: int, error: str | None = None, **fields: Any) -> LagoWebhookResponse:
-    data: dict[str, Any] = {"status": "ok" if status < 400 else "error"}
-    if error is not None:
-        data["error"] = error
     shown = {k: v for k, v in fields.items() if k != "rejected"}
     if "rejected" in fields:
         shown["rejected"] = len(fields["rejected"])
-    data.update(shown)
-    body = json.dumps(data, separators=(",", ":")).encode()
-    return LagoWebhookResponse(status, body, **fields)
+    return LagoWebhookResponse(status, json_body(status, error, shown), **fields)
 
 
 class SeenWebhooks:
@@ -239,9 +229,10 @@ def handle(
 
 
 @attrs.frozen(slots=True)
-class Endpoint:
-    """What the ASGI and WSGI adapters share: the configuration and the checks made
-    before reading a body. Secrets are masked in the repr."""
+class Endpoint(JSONEndpoint[LagoWebhookResponse]):
+    """What the ASGI and WSGI adapters share: the configuration, and :func:`handle`
+    with it (the checks made before reading a body are :class:`JSONEndpoint`'s).
+    Secrets are masked in the repr."""
 
     on_rejected: tuple[RejectedCallback, ...]
     hmac_key: str | None = attrs.field(default=None, repr=mask)
@@ -293,26 +284,9 @@ class Endpoint:
         """True while a jwt public key still has to be fetched (blocking I/O)."""
         return self.public_key is not None and not self.public_key.loaded
 
-    def precheck(
-        self, method: str, path: str, content_length: str | None
-    ) -> LagoWebhookResponse | None:
-        """The answer due before reading the body (wrong path or method, too long), or None."""
-        if self.path is not None and path != self.path:
-            return _respond(404, "not found")
-        if method != "POST":
-            return _respond(405, "only POST")
-        if content_length is not None:
-            try:
-                length = int(content_length)
-            except ValueError:
-                return _respond(400, "bad Content-Length")
-            if length > self.max_body_bytes:
-                return self.too_large()
-        return None
-
-    def too_large(self) -> LagoWebhookResponse:
-        """The 413 answer."""
-        return _respond(413, f"body larger than {self.max_body_bytes} bytes")
+    def refuse(self, status: int, error: str) -> LagoWebhookResponse:
+        """The error answer with this ``status`` (a 405 has no ``Allow`` header)."""
+        return _respond(status, error)
 
     def close(self) -> None:
         """Close the dead-letter file, if one was asked for."""
