@@ -202,14 +202,14 @@ async def send_asgi(send: Send, response: Response) -> None:
 class ASGIEndpointApp(EndpointApp[E]):
     """An ASGI 3 app serving one endpoint: the lifespan protocol, and HTTP requests.
 
-    A subclass names itself in :attr:`serves` and may hook the lifespan
-    (:meth:`startup`, :meth:`shutdown`), other scopes (:meth:`not_http`) and
-    how a body is handled (:meth:`handle`).
+    A subclass names itself in ``_serves`` and may hook the lifespan
+    (:meth:`_startup`, :meth:`_shutdown`), other scopes (:meth:`_not_http`) and
+    how a body is handled (:meth:`_handle`).
     """
 
     __slots__ = ()
 
-    serves = "this app"
+    _serves = "this app"
     """What the error raised for a scope that is not HTTP calls the app."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -217,7 +217,7 @@ class ASGIEndpointApp(EndpointApp[E]):
             await self._lifespan(receive, send)
             return
         if scope["type"] != "http":
-            await self.not_http(scope, receive, send)
+            await self._not_http(scope, receive, send)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         endpoint = self.endpoint
@@ -227,35 +227,35 @@ class ASGIEndpointApp(EndpointApp[E]):
             if body is None:  # the client went away
                 return
             response = (
-                await self.handle(body, headers)
+                await self._handle(body, headers)
                 if isinstance(body, bytes)
                 else endpoint.too_large()
             )
         await send_asgi(send, response)
 
-    async def handle(self, body: bytes, headers: Mapping[str, str]) -> Response:
+    async def _handle(self, body: bytes, headers: Mapping[str, str]) -> Response:
         """The answer to a request with this body: the endpoint's, on the event loop."""
         response: Response = self.endpoint.handle(body, headers)
         return response
 
-    async def not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve a scope that is neither HTTP nor lifespan: raises :class:`ValueError`."""
-        raise ValueError(f"{self.serves} serves HTTP, not {scope['type']!r}")
+        raise ValueError(f"{self._serves} serves HTTP, not {scope['type']!r}")
 
-    async def startup(self) -> None:
+    async def _startup(self) -> None:
         """Run at the lifespan's start-up, before it is reported complete."""
 
-    async def shutdown(self) -> None:
+    async def _shutdown(self) -> None:
         """Run at the lifespan's shutdown, before it is reported complete."""
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                await self.startup()
+                await self._startup()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
+                await self._shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

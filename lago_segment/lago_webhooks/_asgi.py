@@ -28,13 +28,13 @@ class LagoWebhookASGIApp(ASGIEndpointApp[Endpoint]):
 
     __slots__ = ()
 
-    serves = "the Lago webhook app"
+    _serves = "the Lago webhook app"
 
     def close(self) -> None:
         """Close the dead-letter file, if one was asked for (done at lifespan shutdown)."""
         self.endpoint.close()
 
-    async def handle(self, body: bytes, headers: Mapping[str, str]) -> LagoWebhookResponse:
+    async def _handle(self, body: bytes, headers: Mapping[str, str]) -> LagoWebhookResponse:
         """The endpoint's answer, computed in a worker thread (the public key fetched first)."""
         endpoint = self.endpoint
         if endpoint.needs_key:
@@ -42,12 +42,12 @@ class LagoWebhookASGIApp(ASGIEndpointApp[Endpoint]):
         # Callbacks may write files: off the event loop, like the key fetch.
         return await asyncio.to_thread(endpoint.handle, body, headers)
 
-    async def startup(self) -> None:
+    async def _startup(self) -> None:
         """Fetch the public key now, so the first webhook is answered fast."""
         if self.endpoint.needs_key:
             await _load_key(self.endpoint)
 
-    async def shutdown(self) -> None:
+    async def _shutdown(self) -> None:
         """Close the dead-letter file."""
         self.close()
 

@@ -14,12 +14,12 @@ class ASGIApp(ASGIEndpointApp[Endpoint]):
 
     __slots__ = ()
 
-    serves = "the Segment webhook app"
+    _serves = "the Segment webhook app"
 
-    async def not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Close a WebSocket connection (403); raise :class:`ValueError` for other scopes."""
         if scope["type"] != "websocket":
-            await super().not_http(scope, receive, send)
+            await super()._not_http(scope, receive, send)
             return
         # Answered, not raised: a stray WebSocket client is no reason for a traceback.
         if (await receive())["type"] == "websocket.connect":
