@@ -28,18 +28,18 @@ from __future__ import annotations
 from lago_segment.lago_webhooks._asgi import LagoWebhookASGIApp, asgi_app
 from lago_segment.lago_webhooks._core import (
     DEFAULT_MAX_BODY_BYTES,
-    REASONS,
-    DeadLetterFile,
-    LagoPublicKey,
     LagoWebhookResponse,
-    RejectedCallback,
-    RejectedEvent,
     SeenWebhooks,
     handle,
-    load_public_key,
-    sign_hmac,
+)
+from lago_segment.lago_webhooks._dead_letter import DeadLetterFile
+from lago_segment.lago_webhooks._rejected import (
+    REASONS,
+    RejectedCallback,
+    RejectedEvent,
     trace_transaction_id,
 )
+from lago_segment.lago_webhooks._signatures import LagoPublicKey, load_public_key, sign_hmac
 from lago_segment.lago_webhooks._wsgi import LagoWebhookWSGIApp, wsgi_app
 
 __all__ = [

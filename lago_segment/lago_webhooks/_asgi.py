@@ -1,20 +1,21 @@
-"""The ASGI 3 adapter of the Lago webhook receiver: no framework, just the protocol."""
+"""The ASGI 3 app of Lago's webhook receiver: `_http`'s shell, plus the factory."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from lago_segment._http import Receive, Scope, Send, read_asgi_body, send_asgi
+from lago_segment._http import ASGIEndpointApp
 from lago_segment.lago_webhooks._core import (
     DEFAULT_MAX_BODY_BYTES,
     Endpoint,
-    LagoPublicKey,
-    RejectedCallback,
+    LagoWebhookResponse,
 )
+from lago_segment.lago_webhooks._rejected import RejectedCallback
+from lago_segment.lago_webhooks._signatures import LagoPublicKey
 
 if TYPE_CHECKING:
     from lago_segment.mapping import MappingSpec
@@ -22,57 +23,33 @@ if TYPE_CHECKING:
 __all__ = ["LagoWebhookASGIApp", "asgi_app"]
 
 
-class LagoWebhookASGIApp:
+class LagoWebhookASGIApp(ASGIEndpointApp[Endpoint]):
     """An ASGI 3 application receiving Lago's webhooks; build it with :func:`asgi_app`."""
 
-    __slots__ = ("endpoint",)
+    __slots__ = ()
 
-    def __init__(self, endpoint: Endpoint) -> None:
-        self.endpoint = endpoint
-        """The configuration (its repr masks the HMAC key)."""
-
-    def __repr__(self) -> str:
-        return f"LagoWebhookASGIApp({self.endpoint!r})"
+    _serves = "the Lago webhook app"
 
     def close(self) -> None:
         """Close the dead-letter file, if one was asked for (done at lifespan shutdown)."""
         self.endpoint.close()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            raise ValueError(f"the Lago webhook app serves HTTP, not {scope['type']!r}")
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+    async def _handle(self, body: bytes, headers: Mapping[str, str]) -> LagoWebhookResponse:
+        """The endpoint's answer, computed in a worker thread (the public key fetched first)."""
         endpoint = self.endpoint
-        response = endpoint.precheck(scope["method"], scope["path"], headers.get("content-length"))
-        if response is None:
-            body = await read_asgi_body(receive, endpoint.max_body_bytes)
-            if body is None:  # the client went away
-                return
-            if body is False:
-                response = endpoint.too_large()
-            else:
-                assert isinstance(body, bytes)
-                if endpoint.needs_key:
-                    await _load_key(endpoint)
-                # Callbacks may write files: off the event loop, like the key fetch.
-                response = await asyncio.to_thread(endpoint.handle, body, headers)
-        await send_asgi(send, response)
+        if endpoint.needs_key:
+            await _load_key(endpoint)
+        # Callbacks may write files: off the event loop, like the key fetch.
+        return await asyncio.to_thread(endpoint.handle, body, headers)
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                # Fetch the public key now, so the first webhook is answered fast.
-                if self.endpoint.needs_key:
-                    await _load_key(self.endpoint)
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                self.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    async def _startup(self) -> None:
+        """Fetch the public key now, so the first webhook is answered fast."""
+        if self.endpoint.needs_key:
+            await _load_key(self.endpoint)
+
+    async def _shutdown(self) -> None:
+        """Close the dead-letter file."""
+        self.close()
 
 
 async def _load_key(endpoint: Endpoint) -> None:

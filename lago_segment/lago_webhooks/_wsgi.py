@@ -1,65 +1,30 @@
-"""The WSGI (PEP 3333) adapter of the Lago webhook receiver: no framework, just the protocol."""
+"""The WSGI (PEP 3333) app of Lago's webhook receiver: `_http`'s shell, plus the factory."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
-from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from lago_segment._http import read_wsgi_body, wsgi_headers
-from lago_segment.lago_webhooks._core import (
-    DEFAULT_MAX_BODY_BYTES,
-    Endpoint,
-    LagoPublicKey,
-    LagoWebhookResponse,
-    RejectedCallback,
-    _respond,
-)
+from lago_segment._http import WSGIEndpointApp
+from lago_segment.lago_webhooks._core import DEFAULT_MAX_BODY_BYTES, Endpoint
+from lago_segment.lago_webhooks._rejected import RejectedCallback
+from lago_segment.lago_webhooks._signatures import LagoPublicKey
 
 if TYPE_CHECKING:
     from lago_segment.mapping import MappingSpec
 
 __all__ = ["LagoWebhookWSGIApp", "wsgi_app"]
 
-StartResponse = Callable[..., Any]
 
-
-class LagoWebhookWSGIApp:
+class LagoWebhookWSGIApp(WSGIEndpointApp[Endpoint]):
     """A WSGI application receiving Lago's webhooks; build it with :func:`wsgi_app`."""
 
-    __slots__ = ("endpoint",)
-
-    def __init__(self, endpoint: Endpoint) -> None:
-        self.endpoint = endpoint
-        """The configuration (its repr masks the HMAC key)."""
-
-    def __repr__(self) -> str:
-        return f"LagoWebhookWSGIApp({self.endpoint!r})"
+    __slots__ = ()
 
     def close(self) -> None:
         """Close the dead-letter file, if one was asked for (at the server's shutdown)."""
         self.endpoint.close()
-
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        length = environ.get("CONTENT_LENGTH") or None
-        response = self.endpoint.precheck(
-            environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), length
-        )
-        if response is None:
-            response = self._read_and_handle(environ, length)
-        status = f"{response.status} {HTTPStatus(response.status).phrase}"
-        start_response(status, list(response.headers))
-        return [response.body]
-
-    def _read_and_handle(self, environ: dict[str, Any], length: str | None) -> LagoWebhookResponse:
-        limit = self.endpoint.max_body_bytes
-        body = read_wsgi_body(environ, length, limit)
-        if body is None:
-            return _respond(411, "Content-Length required")
-        if len(body) > limit:
-            return self.endpoint.too_large()
-        return self.endpoint.handle(body, wsgi_headers(environ))
 
 
 def wsgi_app(

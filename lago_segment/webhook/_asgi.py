@@ -1,65 +1,29 @@
-"""The ASGI 3 adapter: no framework, just the protocol."""
+"""The ASGI 3 app of Segment's webhook receiver: `_http`'s shell, plus the factory."""
 
 from __future__ import annotations
 
-from lago_segment._http import Receive, Scope, Send, read_asgi_body, send_asgi
+from lago_segment._http import ASGIEndpointApp, Receive, Scope, Send
 from lago_segment._types import ErrorCallback, SupportsForward
 from lago_segment.webhook._core import DEFAULT_MAX_BODY_BYTES, Endpoint
 
 __all__ = ["ASGIApp", "asgi_app"]
 
 
-class ASGIApp:
+class ASGIApp(ASGIEndpointApp[Endpoint]):
     """An ASGI 3 application receiving Segment's webhooks; build it with :func:`asgi_app`."""
 
-    __slots__ = ("endpoint",)
+    __slots__ = ()
 
-    def __init__(self, endpoint: Endpoint) -> None:
-        self.endpoint = endpoint
-        """The configuration (its repr masks the secret)."""
+    _serves = "the Segment webhook app"
 
-    def __repr__(self) -> str:
-        return f"ASGIApp({self.endpoint!r})"
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+    async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Close a WebSocket connection (403); raise :class:`ValueError` for other scopes."""
+        if scope["type"] != "websocket":
+            await super()._not_http(scope, receive, send)
             return
-        if scope["type"] == "websocket":
-            await _refuse_websocket(receive, send)
-            return
-        if scope["type"] != "http":
-            raise ValueError(f"the Segment webhook app serves HTTP, not {scope['type']!r}")
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        response = self.endpoint.precheck(
-            scope["method"], scope["path"], headers.get("content-length")
-        )
-        if response is None:
-            body = await read_asgi_body(receive, self.endpoint.max_body_bytes)
-            if body is None:  # the client went away
-                return
-            response = (
-                self.endpoint.handle(body, headers)
-                if isinstance(body, bytes)
-                else self.endpoint.too_large()
-            )
-        await send_asgi(send, response)
-
-
-async def _refuse_websocket(receive: Receive, send: Send) -> None:
-    # Answered, not raised: a stray WebSocket client is no reason for a traceback.
-    if (await receive())["type"] == "websocket.connect":
-        await send({"type": "websocket.close", "code": 1008})
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+        # Answered, not raised: a stray WebSocket client is no reason for a traceback.
+        if (await receive())["type"] == "websocket.connect":
+            await send({"type": "websocket.close", "code": 1008})
 
 
 def asgi_app(

@@ -12,7 +12,15 @@ from typing import Any
 
 import attrs
 
-from lago_segment._http import json_headers, json_headers_for
+from lago_segment._http import (
+    JSON_HEADERS,
+    JSONEndpoint,
+    decoded_body,
+    header,
+    json_body,
+    json_headers_for,
+    mask,
+)
 from lago_segment._reporting import error_reporter
 from lago_segment._types import SEGMENT_CALL_TYPES, ErrorCallback, SupportsForward
 from lago_segment.errors import (
@@ -61,15 +69,10 @@ class WebhookResponse:
     dropped: int = 0
     """Events a handler discarded on purpose (``DropEvent``)."""
 
-    headers: tuple[tuple[str, str], ...] = attrs.field(
-        default=attrs.Factory(json_headers, takes_self=True)
-    )
+    headers: tuple[tuple[str, str], ...] = attrs.field(default=JSON_HEADERS)
     """The response headers: ``Content-Type`` and ``Content-Length`` (and ``Allow`` for 405)."""
 
-    def json(self) -> dict[str, Any]:
-        """The body, decoded."""
-        result: dict[str, Any] = json.loads(self.body)
-        return result
+    json = decoded_body
 
 
 def _respond(
@@ -79,19 +82,13 @@ def _respond(
     allow: str | None = None,
     counts: Mapping[str, int] | None = None,
 ) -> WebhookResponse:
-    data: dict[str, Any] = {"status": "ok" if status < 400 else "error"}
-    if error is not None:
-        data["error"] = error
-    data.update(counts or {})
-    body = json.dumps(data, separators=(",", ":")).encode()
+    counts = counts or {}
+    body = json_body(status, error, counts)
     headers = json_headers_for(body)
     if allow is not None:
         headers += (("Allow", allow),)
-    return WebhookResponse(status, body, headers=headers, **(counts or {}))
-
-
-def _mask(secret: str | None) -> str:
-    return "None" if secret is None else "'***'"
+    # Given, not left to the default: **counts could name a field for all mypy knows.
+    return WebhookResponse(status, body, headers=headers, **counts)
 
 
 def _check_secret(secret: object) -> None:
@@ -118,37 +115,21 @@ def _validate_secret(_instance: object, _attribute: object, secret: str | None) 
 
 
 @attrs.frozen(slots=True)
-class Endpoint:
-    """What the ASGI and WSGI adapters share: the configuration and the checks made
-    before reading a body. The secret is masked in the repr."""
+class Endpoint(JSONEndpoint[WebhookResponse]):
+    """What the ASGI and WSGI adapters share: the configuration, and :func:`handle`
+    with it (the checks made before reading a body are :class:`JSONEndpoint`'s).
+    The secret is masked in the repr."""
 
     forwarder: SupportsForward
-    secret: str | None = attrs.field(default=None, repr=_mask, validator=_validate_secret)
+    secret: str | None = attrs.field(default=None, repr=mask, validator=_validate_secret)
     path: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     on_error: ErrorCallback | None = None
     allow_partially_signed_batches: bool = False
 
-    def precheck(
-        self, method: str, path: str, content_length: str | None
-    ) -> WebhookResponse | None:
-        """The answer due before reading the body (wrong path or method, too long), or None."""
-        if self.path is not None and path != self.path:
-            return _respond(404, "not found")
-        if method != "POST":
-            return _respond(405, "only POST", allow="POST")
-        if content_length is not None:
-            try:
-                length = int(content_length)
-            except ValueError:
-                return _respond(400, "bad Content-Length")
-            if length > self.max_body_bytes:
-                return self.too_large()
-        return None
-
-    def too_large(self) -> WebhookResponse:
-        """The 413 answer."""
-        return _respond(413, f"body larger than {self.max_body_bytes} bytes")
+    def refuse(self, status: int, error: str) -> WebhookResponse:
+        """The error answer with this ``status`` (a 405 names the method allowed)."""
+        return _respond(status, error, allow="POST" if status == 405 else None)
 
     def handle(self, body: bytes, headers: Mapping[str, str]) -> WebhookResponse:
         """:func:`handle` with this endpoint's configuration."""
@@ -286,14 +267,6 @@ def _coverage(
     return None
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is not None:
-        return value
-    wanted = name.lower()
-    return next((v for k, v in headers.items() if k.lower() == wanted), None)
-
-
 def handle(
     body: bytes | bytearray | memoryview | str,
     headers: Mapping[str, str],
@@ -348,7 +321,7 @@ def handle(
     data = _as_bytes(body)
     if len(data) > max_body_bytes:
         return Endpoint(forwarder, max_body_bytes=max_body_bytes).too_large()
-    given = _header(headers, "X-Signature") if secret is not None else None
+    given = header(headers, "X-Signature") if secret is not None else None
     if secret is not None and not given:
         return _respond(401, "missing X-Signature")
     text, parsed = _parse(data)

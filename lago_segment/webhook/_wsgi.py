@@ -1,51 +1,18 @@
-"""The WSGI (PEP 3333) adapter: no framework, just the protocol."""
+"""The WSGI (PEP 3333) app of Segment's webhook receiver: `_http`'s shell, plus the factory."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from http import HTTPStatus
-from typing import Any
-
-from lago_segment._http import read_wsgi_body, wsgi_headers
+from lago_segment._http import WSGIEndpointApp
 from lago_segment._types import ErrorCallback, SupportsForward
-from lago_segment.webhook._core import DEFAULT_MAX_BODY_BYTES, Endpoint, WebhookResponse, _respond
+from lago_segment.webhook._core import DEFAULT_MAX_BODY_BYTES, Endpoint
 
 __all__ = ["WSGIApp", "wsgi_app"]
 
-StartResponse = Callable[..., Any]
 
-
-class WSGIApp:
+class WSGIApp(WSGIEndpointApp[Endpoint]):
     """A WSGI application receiving Segment's webhooks; build it with :func:`wsgi_app`."""
 
-    __slots__ = ("endpoint",)
-
-    def __init__(self, endpoint: Endpoint) -> None:
-        self.endpoint = endpoint
-        """The configuration (its repr masks the secret)."""
-
-    def __repr__(self) -> str:
-        return f"WSGIApp({self.endpoint!r})"
-
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        length = environ.get("CONTENT_LENGTH") or None
-        response = self.endpoint.precheck(
-            environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), length
-        )
-        if response is None:
-            response = self._read_and_handle(environ, length)
-        status = f"{response.status} {HTTPStatus(response.status).phrase}"
-        start_response(status, list(response.headers))
-        return [response.body]
-
-    def _read_and_handle(self, environ: dict[str, Any], length: str | None) -> WebhookResponse:
-        limit = self.endpoint.max_body_bytes
-        body = read_wsgi_body(environ, length, limit)
-        if body is None:
-            return _respond(411, "Content-Length required")
-        if len(body) > limit:
-            return self.endpoint.too_large()
-        return self.endpoint.handle(body, wsgi_headers(environ))
+    __slots__ = ()
 
 
 def wsgi_app(
