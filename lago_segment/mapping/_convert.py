@@ -22,8 +22,8 @@ from cattrs.errors import (
 )
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from ._fql import suggest
 from ._model import MappingDocument, RuleDocument
+from ._text import suggest
 
 __all__ = ["Path", "Problem", "structure", "unstructure"]
 

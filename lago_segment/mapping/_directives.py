@@ -23,8 +23,9 @@ from typing import Any
 
 from lago_segment.lago import number_problem
 
-from ._fql import js_number, js_string, suggest
+from ._javascript import js_string, json_text
 from ._paths import MISSING, getter, parse_path, show
+from ._text import suggest
 
 __all__ = [
     "DIRECTIVES",
@@ -208,45 +209,11 @@ def _decode_json(value: Any) -> Any:
         return value
 
 
-_dumps_string = json.JSONEncoder(ensure_ascii=False).encode
-
-
-def _json_text(value: Any) -> str:
-    """JSON.stringify of a resolved value: compact, numbers written as JavaScript does."""
-    if value.__class__ is str:
-        return _dumps_string(value)  # type: ignore[no-any-return,unused-ignore]
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if value.__class__ is int:
-        return str(value)
-    if value.__class__ is float:
-        if not math.isfinite(value):
-            raise ValueError(f"{value!r} is not a finite number")
-        return js_number(value)
-    if isinstance(value, Mapping):
-        return (
-            "{"
-            + ",".join(
-                f"{_dumps_string(str(k))}:{_json_text(v)}"
-                for k, v in value.items()
-                if v is not MISSING
-            )
-            + "}"
-        )
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join("null" if v is MISSING else _json_text(v) for v in value) + "]"
-    raise TypeError(f"{show(value)} ({type(value).__name__}) is not JSON")
-
-
 def _encode_json(value: Any) -> Any:
     if value is MISSING:
         return MISSING
     try:
-        return _json_text(value)
+        return json_text(value)
     except (ValueError, TypeError, RecursionError) as exc:
         raise Unconvertible(f"@json encode: {exc}") from None
 

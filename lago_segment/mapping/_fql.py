@@ -21,7 +21,9 @@ from typing import Any
 
 import attrs
 
+from ._javascript import js_string
 from ._paths import MISSING, getter, lookup, show
+from ._text import suggest
 
 __all__ = [
     "FIELD_ROOTS",
@@ -32,9 +34,6 @@ __all__ = [
     "FQLSyntaxError",
     "compile_fql",
     "parse_fql",
-    "js_number",
-    "js_string",
-    "suggest",
 ]
 
 #: The longest trigger accepted, in characters.
@@ -75,78 +74,6 @@ class FQLSyntaxError(Exception):
         self.column = column
         self.problem = problem
         super().__init__(f"column {column}: {problem}")
-
-
-def js_number(value: float | int) -> str:
-    """A number as JavaScript's ``String(number)`` writes it (ECMAScript Number::toString).
-
-    ``1e-06`` -> ``"0.000001"``, ``1e-07`` -> ``"1e-7"``, ``100.0`` -> ``"100"``,
-    ``1e21`` -> ``"1e+21"``. Python's ``repr`` already gives the shortest digits
-    that round-trip, as JavaScript does; only the layout differs. An ``int``
-    keeps every digit (JavaScript would round one beyond 2**53: a billing
-    quantity is never silently altered).
-    """
-    if value.__class__ is not float:
-        return str(int(value))
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    if value == 0:
-        return "0"  # also -0.0, as in JavaScript
-    sign = "-" if value < 0 else ""
-    mantissa, _, exp_text = repr(abs(value)).partition("e")
-    whole, _, fraction = mantissa.partition(".")
-    digits = (whole + fraction).lstrip("0")
-    # n: where the decimal point sits relative to the first significant digit.
-    n = (
-        len(whole.lstrip("0"))
-        if whole.strip("0")
-        else -(len(fraction) - len(fraction.lstrip("0")))
-    )
-    n += int(exp_text or 0)
-    digits = digits.rstrip("0")
-    k = len(digits)
-    if k <= n <= 21:
-        text = digits + "0" * (n - k)
-    elif 0 < n <= 21:
-        text = f"{digits[:n]}.{digits[n:]}"
-    elif -6 < n <= 0:
-        text = "0." + "0" * -n + digits
-    else:
-        e = n - 1
-        head = digits if k == 1 else f"{digits[0]}.{digits[1:]}"
-        text = f"{head}e{'+' if e >= 0 else '-'}{abs(e)}"
-    return sign + text
-
-
-def js_string(value: Any) -> str:
-    """JavaScript's ``String(value)``: the text of a value wherever one becomes text."""
-    if value.__class__ is str:
-        return value
-    if value is MISSING:
-        return "undefined"
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, (int, float)):
-        return js_number(value)
-    if isinstance(value, list):
-        return ",".join("" if v is None else js_string(v) for v in value)
-    if isinstance(value, Mapping):
-        return "[object Object]"
-    return str(value)
-
-
-def suggest(word: str, choices: list[str] | Any) -> str:
-    """A ``(did you mean "x"?)`` suffix, or ``""`` when nothing is close."""
-    import difflib
-
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f' (did you mean "{close[0]}"?)' if close else ""
 
 
 @attrs.frozen(slots=True)
