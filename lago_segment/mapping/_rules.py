@@ -22,7 +22,8 @@ from lago_segment.errors import InvalidLagoEvent, MappingError
 from lago_segment.events import SegmentEvent
 from lago_segment.lago import LagoEvent
 
-from ._directives import Compiler, Resolver, Unconvertible
+from ._conversions import Unconvertible
+from ._directives import Compiler, Resolver
 from ._explain import FieldExplanation
 from ._fql import AmbiguousFQLWarning, Condition, FQLSyntaxError, parse_fql
 from ._paths import MISSING, show
