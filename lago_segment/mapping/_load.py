@@ -101,7 +101,7 @@ def check_spec(
     """
     if not isinstance(data, Mapping):
         raise SpecError(f'{source}: must be an object with a "rules" list')
-    from ._convert import structure, unstructure
+    from ._structure import structure, unstructure
 
     document, problems = structure(data)
     if document is not None:

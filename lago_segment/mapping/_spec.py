@@ -100,7 +100,7 @@ class MappingSpec:
         >>> MappingSpec.from_document(doc).to_dict()["rules"][0]["code"]
         'api_calls'
         """
-        from ._convert import unstructure
+        from ._structure import unstructure
 
         return cls._from_rules(*check_spec(unstructure(document), "spec", None))
 
@@ -152,7 +152,7 @@ class MappingSpec:
         Optional fields that are unset are left out; :meth:`from_dict` of the
         result gives an equal spec.
         """
-        from ._convert import unstructure
+        from ._structure import unstructure
 
         return unstructure(self.document)
 
