@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from lago_segment.mapping import DIRECTIVE_NAMES
-from lago_segment.mapping._directives import Compiler, Unconvertible
+from lago_segment.mapping._conversions import Unconvertible
+from lago_segment.mapping._directives import Compiler
 from lago_segment.mapping._paths import MISSING
 
 EVENT: dict[str, Any] = {

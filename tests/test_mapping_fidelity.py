@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lago_segment.mapping._directives import Compiler
-from lago_segment.mapping._fql import js_number, js_string
+from lago_segment.mapping._javascript import js_number, js_string
 from lago_segment.mapping._paths import MISSING
 
 

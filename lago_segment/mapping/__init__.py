@@ -19,9 +19,11 @@ See ``docs/mapping.md`` for every directive and operator.
 from ._directives import DIRECTIVES, MAX_DEPTH, MAX_TEMPLATE_LENGTH
 from ._explain import Explanation, FieldExplanation, RuleExplanation
 from ._fql import MAX_FQL_DEPTH, MAX_FQL_LENGTH, AmbiguousFQLWarning
+from ._load import MAX_RULES
 from ._model import MappingDocument, RuleDocument
 from ._paths import MAX_PATH_LENGTH
-from ._spec import MAX_PROPERTIES, MAX_RULES, MappingSpec, Rule
+from ._rules import MAX_PROPERTIES, Rule
+from ._spec import MappingSpec
 
 #: The names of every directive a spec may use.
 DIRECTIVE_NAMES: frozenset[str] = frozenset(DIRECTIVES)

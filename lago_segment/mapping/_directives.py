@@ -9,22 +9,33 @@ A closure returns :data:`MISSING` when the value is unresolved (mapping-kit's
 ``undefined``): the field is then omitted. A value that is present but cannot
 be converted (``@number`` of ``"abc"``) raises :class:`Unconvertible`, which
 the spec turns into a :class:`~lago_segment.MappingError` naming the rule,
-the field and the messageId.
+the field and the messageId. What the closures do to a resolved value
+(conversions, mapping-kit's helpers) is in :mod:`._conversions`.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from collections.abc import Callable, Mapping
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from lago_segment.lago import number_problem
-
-from ._fql import js_number, js_string, suggest
+from ._conversions import (
+    Unconvertible,
+    clean_nulls,
+    decode_json,
+    encode_json,
+    flatten,
+    is_blank,
+    storable,
+    template_text,
+    to_decimal,
+    to_integer,
+    to_number,
+    to_string,
+)
+from ._javascript import js_string
 from ._paths import MISSING, getter, parse_path, show
+from ._text import suggest
 
 __all__ = [
     "DIRECTIVES",
@@ -32,7 +43,6 @@ __all__ = [
     "MAX_TEMPLATE_LENGTH",
     "Compiler",
     "Resolver",
-    "Unconvertible",
 ]
 
 Resolver = Callable[[Mapping[str, Any]], Any]
@@ -41,214 +51,13 @@ Resolver = Callable[[Mapping[str, Any]], Any]
 MAX_DEPTH = 32
 #: The longest ``@template`` (and ``@replace`` pattern) accepted, in characters.
 MAX_TEMPLATE_LENGTH = 2000
-#: The longest string a numeric conversion looks at (``int("9" * 10**6)`` is slow).
-_MAX_NUMBER_TEXT = 100
-
-#: ``@integer`` refuses integers of more digits than this.
-_MAX_INTEGER_DIGITS = 30
-_NUMBER_TEXT = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
-_INTEGER_TEXT = re.compile(r"[-+]?\d+")
 # {{path}}, and mapping-kit's {{{path}}} (its "unescaped" form: we never
 # HTML-escape, which would mangle ids such as "/v1/users").
 _PLACEHOLDER = re.compile(r"\{\{\{\s*([^{}]+?)\s*\}\}\}|\{\{\s*([^{}]+?)\s*\}\}")
 
 
-_SCALARS = frozenset({str, int, float, bool})
-
-
-class Unconvertible(Exception):
-    """Internal: a present value a directive cannot convert (a map-time error)."""
-
-
 def _constant(value: Any) -> Resolver:
     return lambda _p: value
-
-
-def _is_blank(value: Any) -> bool:
-    # mapping-kit: value === undefined || value === null || value == '' (loose
-    # equality, so 0, false and [] are blank too).
-    if value is MISSING or value is None or value == "" or value is False:
-        return True
-    if value.__class__ in (int, float) and value == 0:
-        return True
-    return isinstance(value, list) and not value
-
-
-def _template_text(value: Any) -> str:
-    if value.__class__ is str:
-        return value
-    if value is MISSING or value is None:
-        return ""
-    if isinstance(value, (Mapping, list)):
-        return _encode_json(value)  # type: ignore[no-any-return]
-    return js_string(value)
-
-
-# --- conversions (billing needs them; mapping-kit has none) -----------------
-
-
-def _to_number(value: Any) -> Any:
-    if value is MISSING or value is None:
-        return MISSING
-    cls = value.__class__
-    if cls is int:
-        return value
-    if cls is float:
-        if not math.isfinite(value):
-            raise Unconvertible(f"@number: {value!r} is not a finite number")
-        return value
-    if isinstance(value, Decimal):
-        return _to_number(str(value))
-    if cls is str:
-        text = value.strip()
-        if len(text) <= _MAX_NUMBER_TEXT and _NUMBER_TEXT.fullmatch(text):
-            if _INTEGER_TEXT.fullmatch(text):
-                return int(text)
-            number = float(text)
-            if number not in (float("inf"), float("-inf")):
-                return number
-    raise Unconvertible(f"@number: cannot convert {show(value)} to a number")
-
-
-def _to_integer(value: Any) -> Any:
-    if value is MISSING or value is None:
-        return MISSING
-    if value.__class__ is int:
-        return value
-    if value.__class__ is not bool:
-        try:
-            exact = _to_decimal(value)
-        except Unconvertible:
-            pass
-        else:
-            # A huge exponent ("1e99999") would make an integer no JSON can carry.
-            if exact == exact.to_integral_value() and exact.adjusted() < _MAX_INTEGER_DIGITS:
-                return int(exact)
-    raise Unconvertible(f"@integer: cannot convert {show(value)} to an integer")
-
-
-def _to_decimal(value: Any) -> Any:
-    if value is MISSING or value is None:
-        return MISSING
-    if isinstance(value, Decimal):
-        return value
-    cls = value.__class__
-    if cls is int:
-        return Decimal(value)
-    text = (repr(value) if cls is float else value.strip()) if cls in (float, str) else None
-    if text is not None and len(text) <= _MAX_NUMBER_TEXT and _NUMBER_TEXT.fullmatch(text):
-        try:
-            return Decimal(text)
-        except InvalidOperation:  # pragma: no cover - the regex admits only decimals
-            pass
-    raise Unconvertible(f"@decimal: cannot convert {show(value)} to a decimal")
-
-
-def _to_string(value: Any) -> Any:
-    if value is MISSING or value is None:
-        return MISSING
-    if value.__class__ in _SCALARS:
-        return js_string(value)
-    if isinstance(value, (Mapping, list)):
-        raise Unconvertible(
-            f"@string: {show(value)} is an {'object' if isinstance(value, Mapping) else 'array'}"
-            '; encode it with {"@json": {"mode": "encode", ...}}'
-        )
-    if isinstance(value, Decimal):
-        return str(value)
-    return js_string(value)
-
-
-def _flatten(value: Any, separator: str, omit_arrays: bool = False) -> Any:
-    # mapping-kit's flattenObject: nested keys joined by the separator; with
-    # omitArrays, an array is a value rather than something to flatten.
-    flattens = (Mapping,) if omit_arrays else (Mapping, list)
-    if not isinstance(value, flattens):
-        return value
-    flat: dict[str, Any] = {}
-    # Iterative, so a deeply nested event cannot exhaust the stack.
-    stack: list[tuple[str, Any]] = [("", value)]
-    while stack:
-        prefix, item = stack.pop()
-        if isinstance(item, Mapping):
-            children = list(item.items())
-        elif isinstance(item, list) and not omit_arrays:
-            children = [(str(i), v) for i, v in enumerate(item)]
-        else:
-            flat[prefix] = item
-            continue
-        for key, child in reversed(children):
-            stack.append((f"{prefix}{separator}{key}" if prefix else str(key), child))
-    return flat
-
-
-def _clean_nulls(value: Any) -> Any:
-    """mapping-kit's cleanNulls: drop null fields of an object and its nested objects.
-
-    Arrays are left as they are (mapping-kit does not look inside them).
-    """
-    if not isinstance(value, Mapping):
-        return value
-    out: dict[str, Any] = {}
-    for key, item in value.items():
-        if item is None:
-            continue
-        out[key] = _clean_nulls(item) if isinstance(item, Mapping) else item
-    return out
-
-
-def _decode_json(value: Any) -> Any:
-    # mapping-kit: JSON.parse in a try/catch that returns the string itself when
-    # it is not valid JSON; any other value is returned unchanged.
-    if value.__class__ is not str:
-        return value
-    try:
-        return json.loads(value)
-    except (ValueError, RecursionError):
-        return value
-
-
-_dumps_string = json.JSONEncoder(ensure_ascii=False).encode
-
-
-def _json_text(value: Any) -> str:
-    """JSON.stringify of a resolved value: compact, numbers written as JavaScript does."""
-    if value.__class__ is str:
-        return _dumps_string(value)  # type: ignore[no-any-return,unused-ignore]
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if value.__class__ is int:
-        return str(value)
-    if value.__class__ is float:
-        if not math.isfinite(value):
-            raise ValueError(f"{value!r} is not a finite number")
-        return js_number(value)
-    if isinstance(value, Mapping):
-        return (
-            "{"
-            + ",".join(
-                f"{_dumps_string(str(k))}:{_json_text(v)}"
-                for k, v in value.items()
-                if v is not MISSING
-            )
-            + "}"
-        )
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join("null" if v is MISSING else _json_text(v) for v in value) + "]"
-    raise TypeError(f"{show(value)} ({type(value).__name__}) is not JSON")
-
-
-def _encode_json(value: Any) -> Any:
-    if value is MISSING:
-        return MISSING
-    try:
-        return _json_text(value)
-    except (ValueError, TypeError, RecursionError) as exc:
-        raise Unconvertible(f"@json encode: {exc}") from None
 
 
 class Compiler:
@@ -343,6 +152,10 @@ class Compiler:
                 ok = False
         return arg if ok else None
 
+    def option(self, opts: Mapping[str, Any], key: str, loc: str, depth: int) -> Resolver:
+        """Compile the value of a directive's option ``key`` (checked by :meth:`options`)."""
+        return self.compile(opts[key], f"{loc}.{key}", depth + 1)
+
     def choice(self, arg: Mapping[str, Any], key: str, loc: str, choices: tuple[str, ...]) -> str:
         """A literal option among ``choices`` (the first one when absent)."""
         value = arg.get(key, choices[0])
@@ -394,7 +207,7 @@ def _template(c: Compiler, arg: Any, loc: str, depth: int) -> Resolver:
         return _constant("".join(p for p in pieces if isinstance(p, str)))
 
     def render(p: Mapping[str, Any]) -> Any:
-        return "".join(x if x.__class__ is str else _template_text(x(p)) for x in pieces)  # type: ignore[operator]
+        return "".join(x if x.__class__ is str else template_text(x(p)) for x in pieces)  # type: ignore[operator]
 
     return render
 
@@ -412,9 +225,9 @@ def _if(c: Compiler, arg: Any, loc: str, depth: int) -> Resolver:
         return c.error(loc, 'needs exactly one condition: "exists" or "blank"')
     if "then" not in opts and "else" not in opts:
         return c.error(loc, 'needs a "then" or an "else" branch')
-    subject = c.compile(opts[tests[0]], f"{loc}.{tests[0]}", depth + 1)
-    then = c.compile(opts["then"], f"{loc}.then", depth + 1) if "then" in opts else None
-    else_ = c.compile(opts["else"], f"{loc}.else", depth + 1) if "else" in opts else None
+    subject = c.option(opts, tests[0], loc, depth)
+    then = c.option(opts, "then", loc, depth) if "then" in opts else None
+    else_ = c.option(opts, "else", loc, depth) if "else" in opts else None
     missing = _constant(MISSING)
     then_fn, else_fn = then or missing, else_ or missing
     if tests[0] == "exists":
@@ -426,7 +239,7 @@ def _if(c: Compiler, arg: Any, loc: str, depth: int) -> Resolver:
         return exists
 
     def blank(p: Mapping[str, Any]) -> Any:
-        return else_fn(p) if _is_blank(subject(p)) else then_fn(p)
+        return else_fn(p) if is_blank(subject(p)) else then_fn(p)
 
     return blank
 
@@ -436,7 +249,7 @@ def _case(c: Compiler, arg: Any, loc: str, depth: int) -> Resolver:
     if opts is None:
         return _constant(MISSING)
     op = c.choice(opts, "operator", loc, ("lower", "upper"))
-    value = c.compile(opts["value"], f"{loc}.value", depth + 1)
+    value = c.option(opts, "value", loc, depth)
     convert = str.lower if op == "lower" else str.upper
 
     def case(p: Mapping[str, Any]) -> Any:
@@ -485,7 +298,7 @@ def _replace(c: Compiler, arg: Any, loc: str, depth: int) -> Resolver:
     steps = [_replacer(c, opts, loc, "pattern", "replacement")]
     if "pattern2" in opts:
         steps.append(_replacer(c, opts, loc, "pattern2", "replacement2"))
-    value = c.compile(opts["value"], f"{loc}.value", depth + 1)
+    value = c.option(opts, "value", loc, depth)
     replacers = tuple(s for s in steps if s is not None)
 
     def replace(p: Mapping[str, Any]) -> Any:
@@ -530,8 +343,8 @@ def _json(c: Compiler, arg: Any, loc: str, depth: int) -> Resolver:
     if opts is None:
         return _constant(MISSING)
     mode = c.choice(opts, "mode", loc, ("encode", "decode"))
-    value = c.compile(opts["value"], f"{loc}.value", depth + 1)
-    convert = _encode_json if mode == "encode" else _decode_json
+    value = c.option(opts, "value", loc, depth)
+    convert = encode_json if mode == "encode" else decode_json
     return lambda p: convert(value(p))
 
 
@@ -545,8 +358,8 @@ def _flatten_directive(c: Compiler, arg: Any, loc: str, depth: int) -> Resolver:
     omit_arrays = opts.get("omitArrays", False)
     if not isinstance(omit_arrays, bool):
         return c.error(f"{loc}.omitArrays", "must be true or false")
-    value = c.compile(opts["value"], f"{loc}.value", depth + 1)
-    return lambda p: _flatten(value(p), separator, omit_arrays)
+    value = c.option(opts, "value", loc, depth)
+    return lambda p: flatten(value(p), separator, omit_arrays)
 
 
 def _array_path(c: Compiler, arg: Any, loc: str, depth: int) -> Resolver:
@@ -579,8 +392,8 @@ def _transform(c: Compiler, arg: Any, loc: str, depth: int) -> Resolver:
     opts = c.options(arg, loc, ("apply", "mapping"))
     if opts is None:
         return _constant(MISSING)
-    apply = c.compile(opts["apply"], f"{loc}.apply", depth + 1)
-    mapping = c.compile(opts["mapping"], f"{loc}.mapping", depth + 1)
+    apply = c.option(opts, "apply", loc, depth)
+    mapping = c.option(opts, "mapping", loc, depth)
 
     def transform(p: Mapping[str, Any]) -> Any:
         new = apply(p)
@@ -594,7 +407,7 @@ def _exclude_when_null(c: Compiler, arg: Any, loc: str, depth: int) -> Resolver:
 
     def exclude(p: Mapping[str, Any]) -> Any:
         v = value(p)
-        return MISSING if v is None else _clean_nulls(v)
+        return MISSING if v is None else clean_nulls(v)
 
     return exclude
 
@@ -602,27 +415,17 @@ def _exclude_when_null(c: Compiler, arg: Any, loc: str, depth: int) -> Resolver:
 def _conversion(convert: Callable[[Any], Any]) -> _Compile:
     def compile_conversion(c: Compiler, arg: Any, loc: str, depth: int) -> Resolver:
         value = c.compile(arg, loc, depth)
-        return lambda p: _storable(convert(value(p)))
+        return lambda p: storable(convert(value(p)))
 
     return compile_conversion
-
-
-def _storable(value: Any) -> Any:
-    """A converted number Lago can store (see :func:`lago_segment.lago.number_problem`)."""
-    if value.__class__ in (int, float, Decimal):
-        problem = number_problem(value)
-        if problem is not None:
-            # The number itself is not shown: rendering it may be what costs.
-            raise Unconvertible(f"the converted number {problem}")
-    return value
 
 
 def _default(c: Compiler, arg: Any, loc: str, depth: int) -> Resolver:
     opts = c.options(arg, loc, ("value", "fallback"))
     if opts is None:
         return _constant(MISSING)
-    value = c.compile(opts["value"], f"{loc}.value", depth + 1)
-    fallback = c.compile(opts["fallback"], f"{loc}.fallback", depth + 1)
+    value = c.option(opts, "value", loc, depth)
+    fallback = c.option(opts, "fallback", loc, depth)
 
     def default(p: Mapping[str, Any]) -> Any:
         v = value(p)
@@ -645,9 +448,9 @@ DIRECTIVES: dict[str, _Compile] = {
     "@arrayPath": _array_path,
     "@transform": _transform,
     "@excludeWhenNull": _exclude_when_null,
-    "@number": _conversion(_to_number),
-    "@integer": _conversion(_to_integer),
-    "@decimal": _conversion(_to_decimal),
-    "@string": _conversion(_to_string),
+    "@number": _conversion(to_number),
+    "@integer": _conversion(to_integer),
+    "@decimal": _conversion(to_decimal),
+    "@string": _conversion(to_string),
     "@default": _default,
 }

@@ -1,4 +1,4 @@
-"""FQL, the trigger language of Segment subscriptions: tokenizer, parser, compiler.
+"""FQL, the trigger language of Segment subscriptions: parsing a trigger into a Condition.
 
 ``compile_fql(text)`` returns a :class:`Condition` tree whose ``test`` is a
 plain closure ``(payload) -> bool``; the tree itself is kept only so that
@@ -9,6 +9,9 @@ Precedence: ``!`` binds tightest, then ``and``, then ``or`` (as in SQL and
 Python). Segment instead applies the *last* ``and``/``or`` it saw to a whole
 level; to keep a spec readable either way, mixing both at one level without
 parentheses emits :class:`AmbiguousFQLWarning`.
+
+The tokens are in :mod:`._fql_lexer`; the :class:`Condition` tree and the
+typed comparisons at its leaves in :mod:`._fql_conditions`.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 
-from ._paths import MISSING, getter, lookup, show
+from ._fql_conditions import Condition, check_glob, comparison, fold, function, negate
+from ._fql_lexer import FQLSyntaxError, Token, describe, tokenize, unquote
+from ._text import suggest
 
 __all__ = [
     "FIELD_ROOTS",
@@ -32,9 +37,6 @@ __all__ = [
     "FQLSyntaxError",
     "compile_fql",
     "parse_fql",
-    "js_number",
-    "js_string",
-    "suggest",
 ]
 
 #: The longest trigger accepted, in characters.
@@ -56,8 +58,6 @@ FIELD_ROOTS = {
     "context": True,
 }
 
-Predicate = Callable[[Mapping[str, Any]], bool]
-
 
 class AmbiguousFQLWarning(UserWarning):
     """A trigger mixes ``and`` and ``or`` at one level without parentheses.
@@ -68,205 +68,30 @@ class AmbiguousFQLWarning(UserWarning):
     """
 
 
-class FQLSyntaxError(Exception):
-    """Internal: a trigger does not parse; ``column`` is 1-based."""
-
-    def __init__(self, column: int, problem: str) -> None:
-        self.column = column
-        self.problem = problem
-        super().__init__(f"column {column}: {problem}")
-
-
-def js_number(value: float | int) -> str:
-    """A number as JavaScript's ``String(number)`` writes it (ECMAScript Number::toString).
-
-    ``1e-06`` -> ``"0.000001"``, ``1e-07`` -> ``"1e-7"``, ``100.0`` -> ``"100"``,
-    ``1e21`` -> ``"1e+21"``. Python's ``repr`` already gives the shortest digits
-    that round-trip, as JavaScript does; only the layout differs. An ``int``
-    keeps every digit (JavaScript would round one beyond 2**53: a billing
-    quantity is never silently altered).
-    """
-    if value.__class__ is not float:
-        return str(int(value))
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    if value == 0:
-        return "0"  # also -0.0, as in JavaScript
-    sign = "-" if value < 0 else ""
-    mantissa, _, exp_text = repr(abs(value)).partition("e")
-    whole, _, fraction = mantissa.partition(".")
-    digits = (whole + fraction).lstrip("0")
-    # n: where the decimal point sits relative to the first significant digit.
-    n = (
-        len(whole.lstrip("0"))
-        if whole.strip("0")
-        else -(len(fraction) - len(fraction.lstrip("0")))
-    )
-    n += int(exp_text or 0)
-    digits = digits.rstrip("0")
-    k = len(digits)
-    if k <= n <= 21:
-        text = digits + "0" * (n - k)
-    elif 0 < n <= 21:
-        text = f"{digits[:n]}.{digits[n:]}"
-    elif -6 < n <= 0:
-        text = "0." + "0" * -n + digits
-    else:
-        e = n - 1
-        head = digits if k == 1 else f"{digits[0]}.{digits[1:]}"
-        text = f"{head}e{'+' if e >= 0 else '-'}{abs(e)}"
-    return sign + text
-
-
-def js_string(value: Any) -> str:
-    """JavaScript's ``String(value)``: the text of a value wherever one becomes text."""
-    if value.__class__ is str:
-        return value
-    if value is MISSING:
-        return "undefined"
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, (int, float)):
-        return js_number(value)
-    if isinstance(value, list):
-        return ",".join("" if v is None else js_string(v) for v in value)
-    if isinstance(value, Mapping):
-        return "[object Object]"
-    return str(value)
-
-
-def suggest(word: str, choices: list[str] | Any) -> str:
-    """A ``(did you mean "x"?)`` suffix, or ``""`` when nothing is close."""
-    import difflib
-
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f' (did you mean "{close[0]}"?)' if close else ""
-
-
-@attrs.frozen(slots=True)
-class Condition:
-    """A compiled trigger node: its source text, its closure, its children."""
-
-    text: str
-    kind: str  # "and" | "or" | "not" | "leaf"
-    test: Predicate
-    children: tuple[Condition, ...] = ()
-    field: tuple[str, ...] = ()
-    equals: str | None = None  # for `field = "text"` leaves: the text
-
-    def split_type(self) -> tuple[str | None, Predicate]:
-        """``("track", rest)`` when this trigger starts with ``type = "track" and``.
-
-        Lets a spec route an event by its type with one dict look-up and test
-        only the rest of each trigger (Segment events always carry a string type).
-        """
-        if self.kind == "leaf" and self.field == ("type",) and self.equals is not None:
-            return self.equals, _always
-        first = self.children[0] if self.kind == "and" else None
-        if first is not None and first.field == ("type",) and first.equals is not None:
-            rest = [c.test for c in self.children[1:]]
-            return first.equals, _fold(rest, conjunction=True)
-        return None, self.test
-
-    def first_failure(self, payload: Mapping[str, Any]) -> str | None:
-        """The text of the condition that makes this node false (None if true)."""
-        if self.test(payload):
-            return None
-        if self.kind == "and":
-            for child in self.children:
-                failure = child.first_failure(payload)
-                if failure is not None:
-                    return failure
-        if self.kind == "leaf" and self.field:
-            actual = lookup(payload, self.field)
-            shown = "absent" if actual is MISSING else show(actual, 60)
-            return f"{self.text}  ({'.'.join(self.field)} is {shown})"
-        if self.kind == "not":
-            return f"{self.text}  (the negated condition is true)"
-        return self.text
-
-
-# --- tokenizer -------------------------------------------------------------
-
-_TOKEN = re.compile(
-    r"""
-    (?P<ws>\s+)
-  | (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
-  | (?P<number>-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)
-  | (?P<op>!=|<=|>=|=|<|>)
-  | (?P<bang>!)
-  | (?P<lparen>\()
-  | (?P<rparen>\))
-  | (?P<comma>,)
-  | (?P<ident>[A-Za-z_$][A-Za-z0-9_$\-]*(?:\.[A-Za-z0-9_$\-]+)*)
-    """,
-    re.VERBOSE,
-)
-_ESCAPE = re.compile(r"\\(.)")
-
-
-@attrs.frozen(slots=True)
-class _Token:
-    kind: str
-    value: str
-    column: int
-    end: int
-
-
-def _tokenize(text: str) -> list[_Token]:
-    tokens: list[_Token] = []
-    pos = 0
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if m is None:
-            ch = text[pos]
-            if ch in "\"'":
-                raise FQLSyntaxError(pos + 1, "unterminated string")
-            raise FQLSyntaxError(pos + 1, f"unexpected character {ch!r}")
-        kind = m.lastgroup
-        assert kind is not None
-        if kind != "ws":
-            tokens.append(_Token(kind, m.group(), pos + 1, m.end()))
-        pos = m.end()
-    tokens.append(_Token("end", "", len(text) + 1, len(text)))
-    return tokens
-
-
-# --- parser ----------------------------------------------------------------
-
-
-def _describe(token: _Token) -> str:
-    return "end of input" if token.kind == "end" else repr(token.value)
-
-
 class _Parser:
+    """A recursive-descent parser over the tokens of one trigger."""
+
     def __init__(self, text: str) -> None:
         self.text = text
-        self.tokens = _tokenize(text)
+        self.tokens = tokenize(text)
         self.pos = 0
         self.depth = 0
         self.grouped: set[int] = set()
         self.ambiguous: list[str] = []
 
-    def peek(self) -> _Token:
+    def peek(self) -> Token:
         return self.tokens[self.pos]
 
-    def take(self) -> _Token:
+    def take(self) -> Token:
         token = self.tokens[self.pos]
         if token.kind != "end":
             self.pos += 1
         return token
 
-    def expect(self, kind: str, what: str) -> _Token:
+    def expect(self, kind: str, what: str) -> Token:
         token = self.take()
         if token.kind != kind:
-            raise FQLSyntaxError(token.column, f"expected {what}, found {_describe(token)}")
+            raise FQLSyntaxError(token.column, f"expected {what}, found {describe(token)}")
         return token
 
     def source(self, start: int, end: int) -> str:
@@ -277,7 +102,7 @@ class _Parser:
         token = self.peek()
         if token.kind != "end":
             raise FQLSyntaxError(
-                token.column, f"expected 'and', 'or' or end of input, found {_describe(token)}"
+                token.column, f"expected 'and', 'or' or end of input, found {describe(token)}"
             )
         return node
 
@@ -285,15 +110,19 @@ class _Parser:
         token = self.peek()
         return token.kind == "ident" and token.value == word
 
-    def parse_or(self) -> Condition:
+    def _chain(self, word: str, operand: Callable[[], Condition]) -> tuple[int, list[Condition]]:
+        """Operands joined by ``word`` (``and``/``or``), and where the first one starts."""
         start = self.peek().column - 1
-        first = self.parse_and()
-        if not self._is_word("or"):
-            return first
-        children = [first]
-        while self._is_word("or"):
+        children = [operand()]
+        while self._is_word(word):
             self.take()
-            children.append(self.parse_and())
+            children.append(operand())
+        return start, children
+
+    def parse_or(self) -> Condition:
+        start, children = self._chain("or", self.parse_and)
+        if len(children) == 1:
+            return children[0]
         if any(c.kind == "and" and id(c) not in self.grouped for c in children):
             self.ambiguous.append(
                 f"FQL {self.text!r} mixes 'and' and 'or' without parentheses; it is read "
@@ -303,25 +132,20 @@ class _Parser:
         return Condition(
             self.source(start, self.tokens[self.pos - 1].end),
             "or",
-            _fold([c.test for c in children], conjunction=False),
+            fold([c.test for c in children], conjunction=False),
             tuple(children),
         )
 
     def parse_and(self) -> Condition:
-        start = self.peek().column - 1
-        first = self.parse_unary()
-        if not self._is_word("and"):
-            return first
-        children = [first]
-        while self._is_word("and"):
-            self.take()
-            children.append(self.parse_unary())
-        test = _fold([c.test for c in children], conjunction=True)
+        start, children = self._chain("and", self.parse_unary)
+        if len(children) == 1:
+            return children[0]
+        test = fold([c.test for c in children], conjunction=True)
         return Condition(
             self.source(start, self.tokens[self.pos - 1].end), "and", test, tuple(children)
         )
 
-    def _enter(self, token: _Token) -> None:
+    def _enter(self, token: Token) -> None:
         self.depth += 1
         if self.depth > MAX_FQL_DEPTH:
             raise FQLSyntaxError(token.column, f"nested deeper than {MAX_FQL_DEPTH} levels")
@@ -333,11 +157,10 @@ class _Parser:
             self._enter(token)
             inner = self.parse_unary()
             self.depth -= 1
-            inner_test = inner.test
             return Condition(
                 self.source(token.column - 1, self.tokens[self.pos - 1].end),
                 "not",
-                lambda p: not inner_test(p),
+                negate(inner.test),
                 (inner,),
             )
         if token.kind == "lparen":
@@ -357,7 +180,7 @@ class _Parser:
     def parse_field(self) -> tuple[str, ...]:
         token = self.take()
         if token.kind != "ident" or token.value in ("and", "or", "true", "false", "null"):
-            raise FQLSyntaxError(token.column, f"expected a field, found {_describe(token)}")
+            raise FQLSyntaxError(token.column, f"expected a field, found {describe(token)}")
         path = tuple(token.value.split("."))
         root = path[0]
         if root not in FIELD_ROOTS:
@@ -370,10 +193,10 @@ class _Parser:
             raise FQLSyntaxError(token.column, f"field {root!r} has no sub-fields")
         return path
 
-    def parse_value(self) -> tuple[str, Any, _Token]:
+    def parse_value(self) -> tuple[str, Any, Token]:
         token = self.take()
         if token.kind == "string":
-            return "string", _ESCAPE.sub(r"\1", token.value[1:-1]), token
+            return "string", unquote(token), token
         if token.kind == "number":
             number = float(token.value)
             if not math.isfinite(number):
@@ -387,7 +210,7 @@ class _Parser:
         raise FQLSyntaxError(
             token.column,
             f"expected a value (a quoted string, a number, true, false or null), "
-            f"found {_describe(token)}",
+            f"found {describe(token)}",
         )
 
     def parse_comparison(self) -> Condition:
@@ -397,10 +220,10 @@ class _Parser:
         if op_token.kind != "op":
             raise FQLSyntaxError(
                 op_token.column,
-                f"expected an operator (=, !=, <, <=, >, >=), found {_describe(op_token)}",
+                f"expected an operator (=, !=, <, <=, >, >=), found {describe(op_token)}",
             )
         kind, value, value_token = self.parse_value()
-        test = _comparison(path, op_token.value, kind, value, value_token)
+        test = comparison(path, op_token.value, kind, value, value_token)
         text = self.source(start.column - 1, value_token.end)
         equals = value if op_token.value == "=" and kind == "string" else None
         return Condition(text, "leaf", test, field=path, equals=equals)
@@ -414,190 +237,14 @@ class _Parser:
         if pattern.kind != "string":
             raise FQLSyntaxError(
                 pattern.column,
-                f"{name.value}() takes a quoted string, found {_describe(pattern)}",
+                f"{name.value}() takes a quoted string, found {describe(pattern)}",
             )
         if name.value == "match":
-            _check_glob(pattern)
-        needle = _ESCAPE.sub(r"\1", pattern.value[1:-1])
+            check_glob(pattern)
+        needle = unquote(pattern)
         close = self.expect("rparen", "')'")
-        get = getter(path)
-        if name.value == "contains":
-
-            def test(p: Mapping[str, Any]) -> bool:
-                actual = get(p)
-                return actual.__class__ is str and needle in actual
-        else:
-            glob = _glob(needle)
-
-            def test(p: Mapping[str, Any]) -> bool:
-                actual = get(p)
-                return actual.__class__ is str and glob(actual)
-
+        test = function(name.value, path, needle)
         return Condition(self.source(name.column - 1, close.end), "leaf", test, field=path)
-
-
-# How Segment's trigger parser (destination-subscriptions parse-fql.ts) reads
-# `field = value` depends on the field: for `type` and `event` every value is
-# compared as text; `name` also knows `= null`; `userId` also `= true|false`;
-# paths under properties/traits/context also compare numbers as numbers.
-_TEXT_FIELDS = frozenset({"type", "event"})
-_NAME_FIELDS = frozenset({"name"})
-_ID_FIELDS = frozenset({"userId", "anonymousId", "groupId", "messageId"})
-
-
-def _refuse(token: _Token, field: str, op: str, literal: str, why: str) -> FQLSyntaxError:
-    return FQLSyntaxError(token.column, f"{field} {op} {literal} is refused: {why}")
-
-
-def _comparison(path: tuple[str, ...], op: str, kind: str, value: Any, token: _Token) -> Predicate:
-    """One comparison, typed exactly as Segment's trigger evaluator (validate.ts) types it."""
-    get = getter(path)
-    field = ".".join(path)
-    root = path[0]
-    nested = len(path) > 1 or root not in (_TEXT_FIELDS | _NAME_FIELDS | _ID_FIELDS)
-    # `type` is always a string in a Segment event, so "absent or null" and
-    # Segment's "the text null" give the same answers for it.
-    if kind == "null" and root != "event":
-        if op == "=":  # not_exists
-            return lambda p: get(p) in (MISSING, None)
-        if op == "!=":  # exists
-            return lambda p: get(p) not in (MISSING, None)
-        raise FQLSyntaxError(token.column, f"null can only be compared with = or !=, not {op}")
-    if kind == "null" or (kind == "bool" and root in _TEXT_FIELDS | _NAME_FIELDS):
-        raise _refuse(
-            token,
-            field,
-            op,
-            token.value,
-            f'Segment compares {field} with the text "{token.value}" here, '
-            f"not with {'absence' if kind == 'null' else 'a boolean'}",
-        )
-    if kind == "bool":
-        if op == "!=":
-            raise _refuse(
-                token,
-                field,
-                op,
-                token.value,
-                f'Segment compares the field with the text "{token.value}" here, so the '
-                f"boolean {token.value} itself would match; write {field} = "
-                f"{'false' if value else 'true'} to test for the other boolean",
-            )
-        if op != "=":
-            raise FQLSyntaxError(token.column, f"{op} compares numbers; found {_describe(token)}")
-        # is_true / is_false: only a JSON boolean (never the text "true").
-        return lambda p: get(p) is value
-    if op in ("=", "!="):
-        if kind == "number" and nested:
-            # number_equals / number_not_equals: only a JSON number compares, so
-            # `!= 5` is false when the field is absent or a string.
-            def number_equals(p: Mapping[str, Any]) -> bool:
-                actual = get(p)
-                return actual.__class__ in _NUMBER_TYPES and actual == value
-
-            def number_not_equals(p: Mapping[str, Any]) -> bool:
-                actual = get(p)
-                return actual.__class__ in _NUMBER_TYPES and actual != value
-
-            return number_equals if op == "=" else number_not_equals
-        # `actual === String(expected)`: only a string equal to the text compares.
-        expected = value if kind == "string" else js_string(value)
-        if len(path) == 1:
-            # The usual `type = "track"`: one dict look-up, no extra call.
-            (key,) = path
-            if op == "=":
-                return lambda p: p.get(key, MISSING) == expected
-            return lambda p: p.get(key, MISSING) != expected
-        if op == "=":
-            return lambda p: get(p) == expected
-        return lambda p: get(p) != expected
-    if kind != "number":
-        raise FQLSyntaxError(token.column, f"{op} compares numbers; found {_describe(token)}")
-    import operator
-
-    compare = {
-        "<": operator.lt,
-        "<=": operator.le,
-        ">": operator.gt,
-        ">=": operator.ge,
-    }[op]
-
-    # Only a JSON number compares: "5" (a string) and true never do.
-    def numeric(p: Mapping[str, Any]) -> bool:
-        actual = get(p)
-        cls = actual.__class__
-        return (cls is int or cls is float) and compare(actual, value)
-
-    return numeric
-
-
-_NUMBER_TYPES = (int, float)
-
-
-def _always(_payload: Mapping[str, Any]) -> bool:
-    return True
-
-
-def _negate(test: Predicate) -> Predicate:
-    return lambda p: not test(p)
-
-
-def _fold(tests: list[Predicate], *, conjunction: bool) -> Predicate:
-    """Chain predicates into nested two-way closures (cheaper than all()/any())."""
-    test = tests[-1]
-    for earlier in reversed(tests[:-1]):
-        test = _both(earlier, test) if conjunction else _either(earlier, test)
-    return test
-
-
-def _both(a: Predicate, b: Predicate) -> Predicate:
-    return lambda p: a(p) and b(p)
-
-
-def _either(a: Predicate, b: Predicate) -> Predicate:
-    return lambda p: a(p) or b(p)
-
-
-def _check_glob(token: _Token) -> None:
-    """Refuse the FQL reference's ``?``, ``[...]`` and ``\\x`` in a match() pattern.
-
-    Segment's trigger evaluator implements only ``*``; matching these as literal
-    characters would silently differ from the documented meaning, and
-    implementing them would differ from what Segment actually sends.
-    """
-    raw = token.value[1:-1]
-    for offset, ch in enumerate(raw):
-        if ch in "?[\\":
-            what = {"?": "'?'", "[": "'[...]'", "\\": "a backslash escape"}[ch]
-            raise FQLSyntaxError(
-                token.column + 1 + offset,
-                f"match() supports only '*' (any run of characters), as Segment's trigger "
-                f"evaluator does; {what} is documented in the FQL reference but Segment "
-                "does not evaluate it, so it is refused rather than read literally "
-                "(use contains() for literal text)",
-            )
-
-
-def _glob(pattern: str) -> Callable[[str], bool]:
-    """A ``*`` wildcard matcher in linear time (no regex, so no backtracking)."""
-    parts = pattern.split("*")
-    if len(parts) == 1:
-        return lambda s: s == pattern
-    head, *middle, tail = parts
-    min_len = len(head) + len(tail)
-
-    def match(s: str) -> bool:
-        if len(s) < min_len or not s.startswith(head) or not s.endswith(tail):
-            return False
-        pos, stop = len(head), len(s) - len(tail)
-        for piece in middle:
-            found = s.find(piece, pos, stop)
-            if found < 0:
-                return False
-            pos = found + len(piece)
-        return True
-
-    return match
 
 
 def parse_fql(text: str) -> tuple[Condition, list[str]]:

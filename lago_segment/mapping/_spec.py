@@ -1,301 +1,31 @@
-"""MappingSpec: load, validate (every error at once), compile, map, explain."""
+"""MappingSpec: a compiled spec, routing each event to its rules and mapping or explaining it.
+
+Loading (text, parsing, checking every problem at once) is in :mod:`._load`;
+compiling one rule into a :class:`Rule` is in :mod:`._rules`.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import sys
-import warnings
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from lago_segment._time import parse_iso
-from lago_segment.errors import InvalidLagoEvent, MappingError, SpecError
+from lago_segment.errors import MappingError, SpecError
 from lago_segment.events import SegmentEvent, parse_event
 from lago_segment.lago import LagoEvent
 
-from ._directives import Compiler, Resolver, Unconvertible
-from ._explain import Explanation, FieldExplanation, RuleExplanation
-from ._fql import AmbiguousFQLWarning, Condition, FQLSyntaxError, parse_fql
-from ._model import MappingDocument, RuleDocument
-from ._paths import MISSING, show
-from ._text import parse_location
+from ._explain import Explanation, RuleExplanation
+from ._load import check_spec, decode_text, parse_json, parse_toml
+from ._model import MappingDocument
+from ._rules import Rule
 
-__all__ = [
-    "MAX_PROPERTIES",
-    "MAX_RULES",
-    "MappingDocument",
-    "MappingSpec",
-    "Rule",
-    "RuleDocument",
-]
+__all__ = ["MappingSpec"]
 
-#: The most rules one spec may hold.
-MAX_RULES = 1000
-#: The most properties one rule may map.
-MAX_PROPERTIES = 200
-
-_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-_SECONDS = re.compile(r"\d{1,12}(?:\.\d{1,9})?")
-
-
-def _to_timestamp(value: Any) -> Any:
-    """A mapped timestamp as LagoEvent takes it: aware datetime or Unix seconds."""
-    if value is None:
-        return MISSING
-    if value is MISSING or isinstance(value, (datetime, Decimal)):
-        return value
-    cls = value.__class__
-    if cls is int or cls is float:
-        return value
-    if cls is str:
-        text = value.strip()
-        if _SECONDS.fullmatch(text):
-            return Decimal(text)
-        # The same reading as the events' own timestamps (naive means UTC).
-        parsed = parse_iso(text)
-        if parsed is not None:
-            return parsed
-    raise Unconvertible(f"{show(value)} is neither Unix seconds nor an ISO-8601 instant")
-
-
-@attrs.frozen(slots=True, eq=False)
-class _Field:
-    name: str  # "code", "properties.<key>", ...
-    key: str  # the key in the LagoEvent's arguments or properties
-    source: str  # the spec value, as JSON, for messages
-    resolve: Resolver
-
-
-_Route = tuple[Callable[[Mapping[str, Any]], bool], "Rule"]
-_Builder = Callable[
-    ["Rule", Mapping[str, Any], "str | None", "datetime | None", "str | None"], LagoEvent
-]
-
-
-def _constant_missing(_payload: Mapping[str, Any]) -> Any:
-    return MISSING
-
-
-def _make_builder(fields: Sequence[_Field], properties: tuple[_Field, ...] | _Field) -> _Builder:
-    """One closure per rule that resolves its fields in a fixed order and builds the event.
-
-    Specialised once so the per-event path is straight-line code: no dict of
-    fields, no lookups by name, no exceptions unless something is wrong.
-    """
-    by_name = {f.name: f.resolve for f in fields}
-    code_fn = by_name["code"]
-    sub_fn = by_name["external_subscription_id"]
-    tid_fn = by_name.get("transaction_id")
-    ts_fn = by_name.get("timestamp")
-    amount_fn = by_name.get("precise_total_amount_cents")
-    prop_items = (
-        tuple((f.name, f.key, f.resolve) for f in properties)
-        if isinstance(properties, tuple)
-        else None
-    )
-    props_fn = properties.resolve if isinstance(properties, _Field) else _constant_missing
-
-    def build(
-        rule: Rule,
-        payload: Mapping[str, Any],
-        default_tid: str | None,
-        default_ts: datetime | None,
-        message_id: str | None,
-    ) -> LagoEvent:
-        field = "code"
-        try:
-            code = code_fn(payload)
-            field = "external_subscription_id"
-            sub = sub_fn(payload)
-            if tid_fn is None:
-                tid = default_tid
-            else:
-                field = "transaction_id"
-                tid = tid_fn(payload)
-                if tid is MISSING:
-                    tid = default_tid
-            field = "timestamp"
-            if ts_fn is None:
-                ts = default_ts
-            else:
-                ts = _to_timestamp(ts_fn(payload))
-                if ts is MISSING:
-                    ts = default_ts
-            if amount_fn is None:
-                amount = None
-            else:
-                field = "precise_total_amount_cents"
-                amount = amount_fn(payload)
-                if amount is MISSING:
-                    amount = None
-            if prop_items is not None:
-                props = {}
-                for field, key, fn in prop_items:  # noqa: B007 (read by the except)
-                    value = fn(payload)
-                    if value is not MISSING:
-                        props[key] = value
-            else:
-                field = "properties"
-                props = props_fn(payload)
-                if props is MISSING:
-                    props = {}
-        except Unconvertible as exc:
-            raise rule._fail(field, str(exc), message_id) from None
-        if code is MISSING or sub is MISSING or tid is None or ts is None:
-            for field, value in (
-                ("code", code),
-                ("external_subscription_id", sub),
-                ("transaction_id", tid),
-                ("timestamp", ts),
-            ):
-                if value is MISSING or value is None:
-                    raise rule._missing(field, message_id)
-            raise AssertionError("unreachable: one of the fields above is missing")
-        try:
-            return LagoEvent(tid, sub, code, ts, props, amount)
-        except InvalidLagoEvent as exc:
-            raise rule._fail(exc.field, exc.problem, message_id) from None
-
-    return build
-
-
-@attrs.frozen(slots=True, eq=False)
-class Rule:
-    """One compiled rule: a trigger and the Lago fields it builds.
-
-    Built by :class:`MappingSpec` from the spec's ``rules`` list; ``source``
-    is the rule as written.
-    """
-
-    name: str
-    """Unique within the spec; the suffix of the transaction_id on multiple matches."""
-    when: str
-    """The FQL trigger."""
-    description: str | None
-    """Free text for humans."""
-    source: Mapping[str, Any] = attrs.field(repr=False)
-    """The rule as written in the spec."""
-    _condition: Condition = attrs.field(repr=False, alias="condition")
-    _fields: tuple[_Field, ...] = attrs.field(repr=False, alias="fields")
-    _properties: tuple[_Field, ...] | _Field = attrs.field(repr=False, alias="properties")
-    _builder: _Builder = attrs.field(repr=False, alias="builder")
-
-    def matches(self, event: SegmentEvent | Mapping[str, Any]) -> bool:
-        """Whether this rule's trigger matches ``event`` (a SegmentEvent or its wire dict)."""
-        payload = event if isinstance(event, Mapping) else event.payload
-        return self._condition.test(payload)
-
-    def _fail(self, field: str, problem: str, message_id: str | None) -> MappingError:
-        return MappingError(
-            f'rule "{self.name}": {field}: {problem} (messageId {message_id!r})',
-            rule=self.name,
-            field=field,
-            message_id=message_id,
-        )
-
-    def _build(
-        self,
-        payload: Mapping[str, Any],
-        transaction_id: str | None,
-        timestamp: datetime | None,
-        message_id: str | None,
-    ) -> LagoEvent:
-        """Resolve every field and build the LagoEvent; errors name rule, field, messageId."""
-        return self._builder(self, payload, transaction_id, timestamp, message_id)
-
-    def _missing(self, field: str, message_id: str | None) -> MappingError:
-        if field == "transaction_id":
-            return self._fail(
-                field, "the event has no messageId; map a transaction_id explicitly", message_id
-            )
-        if field == "timestamp":
-            return self._fail(
-                field,
-                "the event has no timestamp, originalTimestamp, receivedAt or sentAt",
-                message_id,
-            )
-        source = next(f.source for f in self._fields if f.name == field)
-        return self._fail(field, f"{source} resolved to nothing", message_id)
-
-    def _explain_fields(self, payload: Mapping[str, Any]) -> tuple[FieldExplanation, ...]:
-        out = []
-        fields = self._properties if isinstance(self._properties, tuple) else (self._properties,)
-        for f in (*self._fields, *fields):
-            try:
-                value = f.resolve(payload)
-            except Unconvertible as exc:
-                out.append(FieldExplanation(f.name, f.source, False, reason=str(exc)))
-                continue
-            if value is MISSING:
-                optional = f.name not in ("code", "external_subscription_id")
-                reason = "omitted" if optional else "required, but resolved to nothing"
-                out.append(FieldExplanation(f.name, f.source, False, reason=reason))
-            else:
-                out.append(FieldExplanation(f.name, f.source, True, value))
-        return tuple(out)
-
-
-def _decode(text: str | bytes, where: str) -> str:
-    if isinstance(text, str):
-        return text
-    if not isinstance(text, (bytes, bytearray, memoryview)):
-        raise SpecError(f"{where}: a spec is text or bytes, not {type(text).__name__}")
-    try:
-        return bytes(text).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"{where}: not UTF-8 text (byte {exc.start + 1})") from None
-
-
-def _load_toml(text: str, where: str) -> Any:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10 has no tomllib
-        try:
-            import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            raise SpecError(
-                f"{where}: reading TOML needs Python 3.11+ (tomllib) or the 'tomli' package "
-                "on Python 3.10; install tomli or write the spec as JSON"
-            ) from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        # "... (at line 3, column 7)" -> "<where>:3:7: invalid TOML: ..."
-        m = re.search(r"\(at line (\d+), column (\d+)\)$", str(exc))
-        if m is None:
-            raise SpecError(f"{where}: invalid TOML: {exc}") from None
-        problem = str(exc)[: m.start()].rstrip()
-        raise SpecError(f"{where}:{m[1]}:{m[2]}: invalid TOML: {problem}") from None
-    except RecursionError:
-        raise SpecError(f"{where}: invalid TOML: nested too deeply") from None
-
-
-def _load_json(text: str, where: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SpecError(f"{where}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
-    except RecursionError:
-        raise SpecError(f"{where}: invalid JSON: nested too deeply") from None
-    except ValueError as exc:  # pragma: no cover - json raises JSONDecodeError
-        raise SpecError(f"{where}: invalid JSON: {exc}") from None
-
-
-_Locate = Callable[[tuple["str | int", ...]], "tuple[int, int] | None"]
-
-
-def _show_location(path: tuple[str | int, ...]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
+_Route = tuple[Callable[[Mapping[str, Any]], bool], Rule]
 
 
 @attrs.frozen(slots=True, eq=False)
@@ -355,7 +85,7 @@ class MappingSpec:
         :class:`AmbiguousFQLWarning` for a trigger mixing ``and``/``or``
         without parentheses.
         """
-        return cls._load(data, source, None)
+        return cls._from_rules(*check_spec(data, source, None))
 
     @classmethod
     def from_document(cls, document: MappingDocument) -> MappingSpec:
@@ -363,60 +93,16 @@ class MappingSpec:
 
         It is checked exactly as a loaded one (the same errors).
 
+        >>> from lago_segment.mapping import MappingDocument, RuleDocument
         >>> doc = MappingDocument(rules=[RuleDocument(
         ...     name="api_calls", when='type = "track"', code="api_calls",
         ...     external_subscription_id={"@path": "$.context.groupId"})])
         >>> MappingSpec.from_document(doc).to_dict()["rules"][0]["code"]
         'api_calls'
         """
-        from ._convert import unstructure
+        from ._structure import unstructure
 
-        return cls._load(unstructure(document), "spec", None)
-
-    @classmethod
-    def _load(cls, data: Any, source: str, locate: _Locate | None) -> MappingSpec:
-        if not isinstance(data, Mapping):
-            raise SpecError(f'{source}: must be an object with a "rules" list')
-        from ._convert import structure, unstructure
-
-        document, problems = structure(data)
-        if document is not None:
-            raw_rules: list[Any] = unstructure(document)["rules"]
-        else:
-            raw = data.get("rules")
-            raw_rules = raw if isinstance(raw, list) and len(raw) <= MAX_RULES else []
-        # Every problem: (rule index or -1, path, problem), structural ones first per rule.
-        found: list[tuple[int, tuple[str | int, ...], str]] = []
-        for where, what in problems:
-            path, problem = where, what
-            if path == () and problem == 'missing required key "rules"':
-                path, problem = ("rules",), "must be a non-empty list of rules"
-            index = path[1] if len(path) > 1 and path[0] == "rules" else -1
-            found.append((index if isinstance(index, int) else -1, path, problem))
-        compiler = Compiler()
-        names: set[str] = set()
-        rule_names: dict[int, str] = {}
-        rules: list[Rule] = []
-        for i, raw_rule in enumerate(raw_rules):
-            if not isinstance(raw_rule, Mapping):
-                continue
-            name = raw_rule.get("name")
-            if isinstance(name, str) and _NAME.fullmatch(name):
-                rule_names[i] = name
-            before = len(compiler.errors)
-            rule = _compile_rule(compiler, raw_rule, f"rules[{i}]", names)
-            for error in compiler.errors[before:]:
-                location, _, problem = error.partition(": ")
-                found.append((i, parse_location(location), problem))
-            if rule is not None:
-                rules.append(rule)
-        found.sort(key=lambda item: item[0])
-        if found:
-            raise SpecError(
-                [_format(source, path, problem, rule_names, locate) for _, path, problem in found]
-            )
-        assert document is not None
-        return cls._from_rules(rules, document)
+        return cls._from_rules(*check_spec(unstructure(document), "spec", None))
 
     @classmethod
     def from_json(cls, text: str | bytes, *, source: str = "spec") -> MappingSpec:
@@ -425,11 +111,11 @@ class MappingSpec:
         Errors give the line and column: ``spec.json:7:21: rules[0].when (rule
         "api"): ...``.
         """
-        text = _decode(text, source)
+        text = decode_text(text, source)
         from ._text import locate_json
 
-        data = _load_json(text, source)
-        return cls._load(data, source, lambda path: locate_json(text, path))
+        data = parse_json(text, source)
+        return cls._from_rules(*check_spec(data, source, lambda path: locate_json(text, path)))
 
     @classmethod
     def from_toml(cls, text: str | bytes, *, source: str = "spec") -> MappingSpec:
@@ -437,11 +123,11 @@ class MappingSpec:
 
         Uses :mod:`tomllib` (Python 3.11+), or the ``tomli`` package on 3.10.
         """
-        text = _decode(text, source)
+        text = decode_text(text, source)
         from ._text import locate_toml
 
-        data = _load_toml(text, source)
-        return cls._load(data, source, lambda path: locate_toml(text, path))
+        data = parse_toml(text, source)
+        return cls._from_rules(*check_spec(data, source, lambda path: locate_toml(text, path)))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> MappingSpec:
@@ -466,7 +152,7 @@ class MappingSpec:
         Optional fields that are unset are left out; :meth:`from_dict` of the
         result gives an equal spec.
         """
-        from ._convert import unstructure
+        from ._structure import unstructure
 
         return unstructure(self.document)
 
@@ -609,106 +295,3 @@ def _check_distinct(
 
 def _parse(event: Any) -> SegmentEvent:
     return event if isinstance(event, SegmentEvent) else parse_event(event)
-
-
-def _compile_rule(
-    compiler: Compiler, raw: Mapping[str, Any], loc: str, names: set[str]
-) -> Rule | None:
-    """Check and compile one rule's values (its shape was checked by the converter)."""
-    errors = compiler.errors
-    before = len(errors)
-    name = raw.get("name")
-    if isinstance(name, str):
-        if not _NAME.fullmatch(name):
-            errors.append(
-                f"{loc}.name: must be 1-64 characters among letters, digits, '_', '.', '-'"
-            )
-        elif name in names:
-            errors.append(f'{loc}.name: duplicate rule name "{name}"')
-        else:
-            names.add(name)
-    when = raw.get("when")
-    condition = _compile_when(when, f"{loc}.when", errors) if isinstance(when, str) else None
-    fields = []
-    for key in (
-        "code",
-        "external_subscription_id",
-        "transaction_id",
-        "timestamp",
-        "precise_total_amount_cents",
-    ):
-        if raw.get(key) is not None or (
-            key in ("code", "external_subscription_id") and key in raw
-        ):
-            fields.append(
-                _Field(key, key, show(raw[key]), compiler.compile(raw[key], f"{loc}.{key}"))
-            )
-    properties: tuple[_Field, ...] | _Field = ()
-    props = raw.get("properties")
-    if isinstance(props, Mapping):
-        ploc = f"{loc}.properties"
-        if not any(str(k).startswith("@") for k in props):
-            if len(props) > MAX_PROPERTIES:
-                errors.append(f"{ploc}: more than {MAX_PROPERTIES} properties")
-            for k in props:
-                if not isinstance(k, str) or not k.strip():
-                    errors.append(f"{ploc}: property names must be non-empty strings, not {k!r}")
-            properties = tuple(
-                _Field(f"properties.{k}", str(k), show(v), compiler.compile(v, f"{ploc}.{k}"))
-                for k, v in props.items()
-            )
-        else:
-            resolver = compiler.compile(props, ploc)
-            properties = _Field("properties", "properties", show(props), resolver)
-    description = raw.get("description")
-    if (
-        len(errors) > before
-        or condition is None
-        or not isinstance(name, str)
-        or not isinstance(when, str)
-        or not {"code", "external_subscription_id"} <= raw.keys()
-    ):
-        return None
-    return Rule(
-        name,
-        when,
-        description if isinstance(description, str) else None,
-        raw,
-        condition=condition,
-        fields=tuple(fields),
-        properties=properties,
-        builder=_make_builder(fields, properties),
-    )
-
-
-def _format(
-    source: str,
-    path: tuple[str | int, ...],
-    problem: str,
-    rule_names: Mapping[int, str],
-    locate: _Locate | None,
-) -> str:
-    """One load error: ``[file:line:col: ]rules[0].when (rule "api"): problem``."""
-    where = _show_location(path)
-    if len(path) > 1 and path[0] == "rules" and path[1] in rule_names:
-        where += f' (rule "{rule_names[path[1]]}")'  # type: ignore[index]
-    text = f"{where}: {problem}" if where else problem
-    position = locate(path) if locate is not None else None
-    if position is not None:
-        return f"{source}:{position[0]}:{position[1]}: {text}"
-    return f"{source}: {text}" if source != "spec" else text
-
-
-def _compile_when(when: Any, loc: str, errors: list[str]) -> Condition | None:
-    if not isinstance(when, str):
-        errors.append(f"{loc}: must be an FQL string such as 'type = \"track\"'")
-        return None
-    try:
-        condition, ambiguous = parse_fql(when)
-    except FQLSyntaxError as exc:
-        errors.append(f"{loc}: {exc} in {when!r}")
-        return None
-    for message in ambiguous:
-        # stacklevel: _compile_when < _compile_rule < _load < from_dict < the caller.
-        warnings.warn(f"{loc}: {message}", AmbiguousFQLWarning, stacklevel=5)
-    return condition

@@ -1,4 +1,4 @@
-"""Spec files as text: where a value is written (line, column), and writing TOML.
+"""Spec text: where a value is written (line, column), did-you-mean hints, writing TOML.
 
 Locating is best effort: JSON is walked exactly along the path; TOML is
 searched for the path's keys in order inside the rule's ``[[rules]]`` table.
@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["locate_json", "locate_toml", "parse_location", "toml_document"]
+__all__ = ["locate_json", "locate_toml", "parse_location", "suggest", "toml_document"]
 
 _LOCATION_PART = re.compile(r"\[(\d+)\]|\.?([^.\[\]]+)")
 
@@ -108,6 +108,17 @@ def locate_toml(text: str, path: Sequence[str | int]) -> tuple[int, int] | None:
         best = m.start()
         pos = m.end() - 1
     return _line_column(text, best)
+
+
+# --- did you mean --------------------------------------------------------------------
+
+
+def suggest(word: str, choices: list[str] | Any) -> str:
+    """A ``(did you mean "x"?)`` suffix, or ``""`` when nothing is close."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f' (did you mean "{close[0]}"?)' if close else ""
 
 
 # --- writing TOML --------------------------------------------------------------------

@@ -3,7 +3,7 @@
 The converter is strict where cattrs' defaults are lenient: a string field
 refuses a number or an object instead of converting it to text. Its errors
 (all of them: detailed validation) become ``(path, problem)`` pairs, which
-:mod:`._spec` turns into one :class:`~lago_segment.MappingError`.
+:mod:`._load` turns into one :class:`~lago_segment.MappingError`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from cattrs.errors import (
 )
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from ._fql import suggest
 from ._model import MappingDocument, RuleDocument
+from ._text import suggest
 
 __all__ = ["Path", "Problem", "structure", "unstructure"]
 
@@ -75,7 +75,7 @@ def _version(value: Any, _type: Any) -> int:
 
 @functools.cache
 def _converter() -> cattrs.Converter:
-    from ._spec import MAX_RULES
+    from ._load import MAX_RULES
 
     c = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     # cattrs' default str hook would turn {"a": 1} into "{'a': 1}": refuse instead.
