@@ -6,36 +6,29 @@ import contextlib
 import enum
 import json
 import random
-import re
 import socket
 import threading
-import time
 import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import attrs
 import httpx
 
 from lago_segment.errors import ConfigurationError
 from lago_segment.testing import _fake_lago_webhooks as _lago_webhooks
+from lago_segment.testing._lago_answers import (
+    Outcome,
+    check_event,
+    error,
+    render_event,
+    validation_error,
+)
 
 __all__ = ["FakeLago", "Fault"]
 
-_KNOWN_KEYS = (
-    "transaction_id",
-    "external_subscription_id",
-    "code",
-    "timestamp",
-    "properties",
-    "precise_total_amount_cents",
-)
-_UNIX_SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
 _MAX_BATCH = 100
 
 
@@ -54,29 +47,6 @@ class Fault(enum.Enum):
     ACCEPT_THEN_DROP = "accept_then_drop"
     """The request is processed (events stored) but the response is lost: a retry
     must then be recognised as a duplicate."""
-
-
-@attrs.frozen(slots=True)
-class _Outcome:
-    status: int = 200
-    payload: Mapping[str, Any] | None = None
-    headers: Mapping[str, str] = attrs.field(factory=dict)
-    fault: Fault | None = None  # TIMEOUT or DROP: no response at all
-
-
-def _error(status: int, error: str, **extra: Any) -> _Outcome:
-    return _Outcome(status, {"status": status, "error": error, **extra})
-
-
-def _validation_error(details: Mapping[str, Any]) -> _Outcome:
-    return _error(
-        422, "Unprocessable Entity", code="validation_errors", error_details=dict(details)
-    )
-
-
-def _iso(timestamp: Any) -> str:
-    instant = datetime.fromtimestamp(float(timestamp), tz=timezone.utc)
-    return instant.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class FakeLago:
@@ -304,7 +274,7 @@ class FakeLago:
 
     # -- the endpoint -------------------------------------------------------
 
-    def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> _Outcome:
+    def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Outcome:
         """Answer one request (the transport and the server both call this)."""
         with self._lock:
             self._requests += 1
@@ -312,9 +282,9 @@ class FakeLago:
             if fault is not None:
                 self._faults.append(fault)
             if fault in (Fault.TIMEOUT, Fault.DROP):
-                return _Outcome(fault=Fault.DROP if fault is Fault.DROP else Fault.TIMEOUT)
+                return Outcome(fault=Fault.DROP if fault is Fault.DROP else Fault.TIMEOUT)
             if fault is Fault.RATE_LIMIT:
-                return _Outcome(
+                return Outcome(
                     429,
                     {"status": 429, "error": "Too Many Requests"},
                     {
@@ -324,20 +294,18 @@ class FakeLago:
                     },
                 )
             if fault is Fault.SERVER_ERROR:
-                return _error(503, "Service Unavailable")
+                return error(503, "Service Unavailable")
             if isinstance(fault, int):
-                return _error(fault, HTTPStatus(fault).phrase)
+                return error(fault, HTTPStatus(fault).phrase)
             outcome = self._process(method, path, headers, body)
             if fault is Fault.ACCEPT_THEN_DROP:
-                return _Outcome(fault=Fault.DROP)
+                return Outcome(fault=Fault.DROP)
             return outcome
 
-    def _process(
-        self, method: str, path: str, headers: Mapping[str, str], body: bytes
-    ) -> _Outcome:
+    def _process(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Outcome:
         auth = {k.lower(): v for k, v in headers.items()}.get("authorization", "")
         if auth != f"Bearer {self._api_key}":
-            return _error(401, "Unauthorized")
+            return error(401, "Unauthorized")
         path, _, query = path.partition("?")
         if method == "GET":
             return _lago_webhooks.get(self, path.rstrip("/"), query)
@@ -347,112 +315,61 @@ class FakeLago:
             "/api/v1/events/estimate_fees": self._estimate,
         }.get(path.rstrip("/"))
         if method != "POST" or route is None:
-            return _error(404, "Not Found", code="route_not_found")
+            return error(404, "Not Found", code="route_not_found")
         try:
             data = json.loads(body)
         except ValueError:
-            return _error(400, "BadRequest: the body is not valid JSON")
+            return error(400, "BadRequest: the body is not valid JSON")
         if not isinstance(data, dict):
-            return _error(400, "BadRequest: the body must be a JSON object")
+            return error(400, "BadRequest: the body must be a JSON object")
         return route(data)
 
-    def _create(self, data: dict[str, Any]) -> _Outcome:
+    def _create(self, data: dict[str, Any]) -> Outcome:
         raw = data.get("event")
         if not isinstance(raw, dict) or not raw:
-            return _error(400, "BadRequest: param is missing or the value is empty: event")
-        event, errors = self._check(raw, set())
+            return error(400, "BadRequest: param is missing or the value is empty: event")
+        event, errors = check_event(raw, self._keys, set())
         if errors:
-            return _validation_error(errors)
-        return _Outcome(200, {"event": self._store(event)})
+            return validation_error(errors)
+        return Outcome(200, {"event": self._store(event)})
 
-    def _batch(self, data: dict[str, Any]) -> _Outcome:
+    def _batch(self, data: dict[str, Any]) -> Outcome:
         raw = data.get("events")
         if not isinstance(raw, list):
-            return _error(400, "BadRequest: param is missing or the value is empty: events")
+            return error(400, "BadRequest: param is missing or the value is empty: events")
         if not raw:
-            return _validation_error({"events": ["no_events"]})
+            return validation_error({"events": ["no_events"]})
         if len(raw) > _MAX_BATCH:
-            return _validation_error({"events": ["too_many_events"]})
+            return validation_error({"events": ["too_many_events"]})
         seen: set[tuple[str, str]] = set()
         checked = []
         details: dict[str, Any] = {}
         for index, item in enumerate(raw):
-            event, errors = self._check(item, seen)
+            event, errors = check_event(item, self._keys, seen)
             if errors:
                 details[str(index)] = errors
             checked.append(event)
         if details:  # atomic: one bad event and nothing is stored
-            return _validation_error(details)
-        return _Outcome(200, {"events": [self._store(e) for e in checked]})
+            return validation_error(details)
+        return Outcome(200, {"events": [self._store(e) for e in checked]})
 
-    def _estimate(self, data: dict[str, Any]) -> _Outcome:
+    def _estimate(self, data: dict[str, Any]) -> Outcome:
         raw = data.get("event")
         if not isinstance(raw, dict):
-            return _error(400, "BadRequest: param is missing or the value is empty: event")
+            return error(400, "BadRequest: param is missing or the value is empty: event")
         errors = {
             key: ["value_is_mandatory"]
             for key in ("code", "external_subscription_id")
             if not isinstance(raw.get(key), str) or not raw[key]
         }
         if errors:
-            return _validation_error(errors)
-        return _Outcome(200, {"fees": list(self.fees.get(raw["code"], []))})
-
-    def _check(
-        self, raw: object, seen: set[tuple[str, str]]
-    ) -> tuple[dict[str, Any], dict[str, list[str]]]:
-        if not isinstance(raw, dict):
-            return {}, {"event": ["invalid_type"]}
-        # Lago keeps known keys and silently drops the rest.
-        event = {key: raw[key] for key in _KNOWN_KEYS if key in raw}
-        errors: dict[str, list[str]] = {}
-        for key in ("transaction_id", "external_subscription_id", "code"):
-            value = event.get(key)
-            if not isinstance(value, str) or not value:
-                errors[key] = ["value_is_mandatory"]
-        timestamp = event.get("timestamp")
-        if timestamp is None:
-            event["timestamp"] = int(time.time())  # Lago: time of reception
-        elif isinstance(timestamp, bool) or not (
-            isinstance(timestamp, (int, float))
-            or (isinstance(timestamp, str) and _UNIX_SECONDS.fullmatch(timestamp))
-        ):
-            errors["timestamp"] = ["invalid_format"]
-        properties = event.get("properties")
-        if properties is not None and not (
-            isinstance(properties, dict)
-            and all(
-                isinstance(v, (str, int, float)) and not isinstance(v, bool)
-                for v in properties.values()
-            )
-        ):
-            errors["properties"] = ["invalid_value"]
-        amount = event.get("precise_total_amount_cents")
-        if amount is not None and not _is_decimal(amount):
-            errors["precise_total_amount_cents"] = ["invalid_value"]
-        if "transaction_id" not in errors and "external_subscription_id" not in errors:
-            identity = (event["external_subscription_id"], event["transaction_id"])
-            if identity in self._keys or identity in seen:
-                errors.setdefault("transaction_id", []).append("value_already_exist")
-            seen.add(identity)
-        return event, errors
+            return validation_error(errors)
+        return Outcome(200, {"fees": list(self.fees.get(raw["code"], []))})
 
     def _store(self, event: dict[str, Any]) -> dict[str, Any]:
         self._events.append(event)
         self._keys.add((event["external_subscription_id"], event["transaction_id"]))
-        # The 200 body, as Lago renders an event.
-        return {
-            "lago_id": str(uuid.uuid4()),
-            "transaction_id": event["transaction_id"],
-            "lago_customer_id": None,
-            "code": event["code"],
-            "timestamp": _iso(event["timestamp"]),
-            "precise_total_amount_cents": event.get("precise_total_amount_cents"),
-            "properties": event.get("properties") or {},
-            "lago_subscription_id": None,
-            "external_subscription_id": event["external_subscription_id"],
-            "created_at": _iso(time.time()),
-        }
+        return render_event(event)
 
     # -- in-process transport -----------------------------------------------
 
@@ -534,12 +451,3 @@ class FakeLago:
             server.shutdown()
             server.server_close()
             thread.join()
-
-
-def _is_decimal(value: object) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        return False
-    try:
-        return Decimal(str(value)).is_finite()
-    except InvalidOperation:
-        return False

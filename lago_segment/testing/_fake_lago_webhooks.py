@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 if TYPE_CHECKING:
-    from lago_segment.testing._fake_lago import FakeLago, _Outcome
+    from lago_segment.testing._fake_lago import FakeLago
+    from lago_segment.testing._lago_answers import Outcome
 
 __all__ = ["billable_metric", "get", "post_validate", "public_key_b64", "sign"]
 
@@ -111,9 +112,9 @@ def post_validate(
     return {reason: list(ids) for reason, ids in errors.items()}
 
 
-def get(fake: FakeLago, path: str, query: str) -> _Outcome:
+def get(fake: FakeLago, path: str, query: str) -> Outcome:
     """Answer a GET: the billable metrics (paginated) or the webhooks' public key."""
-    from lago_segment.testing._fake_lago import _error, _Outcome
+    from lago_segment.testing._lago_answers import Outcome, error
 
     if path == "/api/v1/billable_metrics":
         params = parse_qs(query)
@@ -121,7 +122,7 @@ def get(fake: FakeLago, path: str, query: str) -> _Outcome:
             page = int(params.get("page", ["1"])[0])
             per_page = int(params.get("per_page", ["100"])[0])
         except ValueError:
-            return _error(400, "BadRequest: page and per_page are integers")
+            return error(400, "BadRequest: page and per_page are integers")
         page, per_page = max(page, 1), min(max(per_page, 1), 100)
         metrics = list(fake.billable_metrics)
         total_pages = max(math.ceil(len(metrics) / per_page), 1)
@@ -133,10 +134,10 @@ def get(fake: FakeLago, path: str, query: str) -> _Outcome:
             "total_pages": total_pages,
             "total_count": len(metrics),
         }
-        return _Outcome(200, {"billable_metrics": chunk, "meta": meta})
+        return Outcome(200, {"billable_metrics": chunk, "meta": meta})
     if path == "/api/v1/webhooks/json_public_key":
-        return _Outcome(200, {"webhook": {"public_key": public_key_b64(fake)}})
-    return _error(404, "Not Found", code="route_not_found")
+        return Outcome(200, {"webhook": {"public_key": public_key_b64(fake)}})
+    return error(404, "Not Found", code="route_not_found")
 
 
 def _private_key(fake: FakeLago) -> Any:
