@@ -226,10 +226,10 @@ def test_flush_waits_for_an_event_the_sender_could_settle_before_forward_counted
     sender = FakeSender()
     fwd = Driver("thread").make(sender, spec=TinySpec(), batch_size=1, flush_interval=3600)
     assert isinstance(fwd, Forwarder)
-    fwd._core.store.put([QueuedEvent(lago(1), "m1")])  # a forward() not yet counted
+    fwd._state.store.put([QueuedEvent(lago(1), "m1")])  # a forward() not yet counted
     fwd._ensure_sender()
     with fwd._cond:
-        assert fwd._cond.wait_for(lambda: fwd._core.settled == 1, 10)
+        assert fwd._cond.wait_for(lambda: fwd._state.settled == 1, 10)
     sender.gate = threading.Event()
     fwd.forward(track(2))
     assert not fwd.flush(timeout=0)
@@ -348,7 +348,7 @@ async def test_the_sender_carries_on_after_an_unexpected_error(
 ) -> None:
     # One sender: the one that fails is the one that delivers (and logged first).
     fwd = driver.make(sender, spec=TinySpec(), max_in_flight=1)
-    store = fwd._core.store
+    store = fwd._state.store
     real_take = store.take
     calls: list[int] = []
 
