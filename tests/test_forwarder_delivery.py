@@ -91,6 +91,30 @@ async def test_a_permanent_failure_reaches_on_error_with_the_events(
     assert failure.permanent
 
 
+def test_error_callback_is_a_deprecated_alias_of_failure_callback() -> None:
+    import lago_segment.forwarder as module
+
+    with pytest.warns(DeprecationWarning, match=r"forwarder\.ErrorCallback is deprecated"):
+        from lago_segment.forwarder import ErrorCallback
+    assert ErrorCallback is module.FailureCallback
+    assert "ErrorCallback" not in module.__all__
+    assert "FailureCallback" in module.__all__
+
+
+async def test_a_callback_typed_with_the_old_error_callback_name_still_works(
+    driver: Driver, sender: FakeSender
+) -> None:
+    with pytest.warns(DeprecationWarning, match="use lago_segment.forwarder.FailureCallback"):
+        from lago_segment.forwarder import ErrorCallback
+    seen: list[ForwardingFailure] = []
+    on_error: ErrorCallback = seen.append
+    sender.fail = {"m1": (PERMANENT, True)}
+    fwd = driver.make(sender, spec=TinySpec(), on_error=on_error)
+    fwd.forward(track(1))
+    await driver.close(fwd)
+    assert [f.message_id for f in seen] == ["m1"]
+
+
 async def test_in_memory_a_transient_failure_after_the_client_retries_is_reported(
     driver: Driver, sender: FakeSender, errors: list[ForwardingFailure]
 ) -> None:
