@@ -91,6 +91,30 @@ async def test_a_permanent_failure_reaches_on_error_with_the_events(
     assert failure.permanent
 
 
+def test_error_callback_is_a_deprecated_alias_of_failure_callback() -> None:
+    import lago_segment.forwarder as module
+
+    with pytest.warns(DeprecationWarning, match=r"forwarder\.ErrorCallback is deprecated"):
+        from lago_segment.forwarder import ErrorCallback
+    assert ErrorCallback is module.FailureCallback
+    assert "ErrorCallback" not in module.__all__
+    assert "FailureCallback" in module.__all__
+
+
+async def test_a_callback_typed_with_the_old_error_callback_name_still_works(
+    driver: Driver, sender: FakeSender
+) -> None:
+    with pytest.warns(DeprecationWarning, match="use lago_segment.forwarder.FailureCallback"):
+        from lago_segment.forwarder import ErrorCallback
+    seen: list[ForwardingFailure] = []
+    on_error: ErrorCallback = seen.append
+    sender.fail = {"m1": (PERMANENT, True)}
+    fwd = driver.make(sender, spec=TinySpec(), on_error=on_error)
+    fwd.forward(track(1))
+    await driver.close(fwd)
+    assert [f.message_id for f in seen] == ["m1"]
+
+
 async def test_in_memory_a_transient_failure_after_the_client_retries_is_reported(
     driver: Driver, sender: FakeSender, errors: list[ForwardingFailure]
 ) -> None:
@@ -226,10 +250,10 @@ def test_flush_waits_for_an_event_the_sender_could_settle_before_forward_counted
     sender = FakeSender()
     fwd = Driver("thread").make(sender, spec=TinySpec(), batch_size=1, flush_interval=3600)
     assert isinstance(fwd, Forwarder)
-    fwd._core.store.put([QueuedEvent(lago(1), "m1")])  # a forward() not yet counted
+    fwd._state.store.put([QueuedEvent(lago(1), "m1")])  # a forward() not yet counted
     fwd._ensure_sender()
     with fwd._cond:
-        assert fwd._cond.wait_for(lambda: fwd._core.settled == 1, 10)
+        assert fwd._cond.wait_for(lambda: fwd._state.settled == 1, 10)
     sender.gate = threading.Event()
     fwd.forward(track(2))
     assert not fwd.flush(timeout=0)
@@ -348,7 +372,7 @@ async def test_the_sender_carries_on_after_an_unexpected_error(
 ) -> None:
     # One sender: the one that fails is the one that delivers (and logged first).
     fwd = driver.make(sender, spec=TinySpec(), max_in_flight=1)
-    store = fwd._core.store
+    store = fwd._state.store
     real_take = store.take
     calls: list[int] = []
 

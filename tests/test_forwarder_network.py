@@ -144,10 +144,10 @@ async def test_asyncio_senders_start_max_in_flight_tasks() -> None:
 def test_a_client_that_does_not_really_sleep_does_not_pause_the_senders() -> None:
     client = LagoClient("key", api_url="http://127.0.0.1:9", retry=RetryPolicy(sleep=print))
     fwd = Forwarder(client, flush_at_exit=False)
-    assert not fwd._core.pauses
+    assert not fwd._state.pauses
     fwd.close()
     sleeping = Forwarder(LagoClient("key", api_url="http://127.0.0.1:9"), flush_at_exit=False)
-    assert sleeping._core.pauses
+    assert sleeping._state.pauses
     sleeping.close()
 
 
@@ -157,8 +157,8 @@ async def test_a_429_holds_every_sender_until_the_reset(driver: Driver) -> None:
     fwd: Forwarder | AsyncForwarder
 
     def lago_api(request: httpx.Request) -> httpx.Response:
-        now = fwd._core.clock()
-        if requests and fwd._core.paused_until > now:
+        now = fwd._state.clock()
+        if requests and fwd._state.paused_until > now:
             sent_while_paused.append(request.content.decode())
         requests.append(now)
         if len(requests) == 1:
@@ -180,10 +180,10 @@ async def test_a_429_holds_every_sender_until_the_reset(driver: Driver) -> None:
     )
     fwd.forward(track(0))
     for _ in range(3000):  # the 429 came back: every sender is paused
-        if fwd._core.paused_until:
+        if fwd._state.paused_until:
             break
         await asyncio.sleep(0.01)
-    assert fwd._core.paused_until
+    assert fwd._state.paused_until
     for n in range(1, 4):
         fwd.forward(track(n))  # three idle senders could send these at once...
     assert await driver.close(fwd)

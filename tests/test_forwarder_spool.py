@@ -205,7 +205,7 @@ async def test_a_row_that_fails_validation_is_reported_once_and_set_aside(
 
 
 def fill_the_disk(fwd: Forwarder | AsyncForwarder) -> None:
-    store = fwd._core.store
+    store = fwd._state.store
     assert isinstance(store, SpoolStore)
     pages = store._put_db.execute("PRAGMA page_count").fetchone()[0]
     store._put_db.execute(f"PRAGMA max_page_count = {pages}")
@@ -274,7 +274,7 @@ async def test_spool_sync_sets_sqlites_synchronous(
     driver: Driver, sender: FakeSender, spool: Path, option: str, level: int
 ) -> None:
     fwd = driver.make(sender, spool=spool, spool_sync=option)
-    store = fwd._core.store
+    store = fwd._state.store
     assert isinstance(store, SpoolStore)
     for db in (store._put_db, store._send_db):
         assert db.execute("PRAGMA synchronous").fetchone()[0] == level

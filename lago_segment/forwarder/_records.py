@@ -1,8 +1,10 @@
-"""What a forwarder reports: failed events (:class:`ForwardingFailure`) and counters."""
+"""What a forwarder reports: failed events (:class:`ForwardingFailure`) and counters
+(:class:`ForwarderStats`), and the :class:`Ledger` that keeps both."""
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -13,6 +15,7 @@ from lago_segment.lago import LagoEvent
 
 if TYPE_CHECKING:
     from lago_segment.events import SegmentEvent
+    from lago_segment.forwarder._stores import Store
 
 logger = logging.getLogger("lago_segment")
 
@@ -51,8 +54,13 @@ class ForwardingFailure:
     """False when the event is kept and will be tried again (spool mode, transient failure)."""
 
 
-#: A callback told about every event that could not be delivered.
-ErrorCallback = Callable[[ForwardingFailure], None]
+#: A callback told about every event that could not be delivered (a forwarder's
+#: ``on_error``). Named apart from :data:`lago_segment._types.ErrorCallback`, the
+#: integrations' ``(exception, event)`` callback.
+FailureCallback = Callable[[ForwardingFailure], None]
+#: The name :data:`FailureCallback` had first; ``lago_segment.forwarder.ErrorCallback``
+#: is a deprecated alias of it. Kept here for ``lago_segment.kafka``, which imports it.
+ErrorCallback = FailureCallback
 
 
 def log_error(failure: ForwardingFailure) -> None:
@@ -108,3 +116,35 @@ class ForwarderStats:
 
 
 COUNTERS = tuple(f.name for f in attrs.fields(ForwarderStats) if f.name != "queue_depth")
+
+
+class Ledger:
+    """The counters and the ``on_error`` callbacks every part of a forwarder's state
+    writes to (the base of :class:`~lago_segment.forwarder._state.ForwardingState`)."""
+
+    store: Store
+    callbacks: tuple[FailureCallback, ...]
+    metrics: _metrics.ForwarderMetrics | _metrics._NoMetrics
+    _counts: dict[str, int]
+    _lock: threading.Lock
+
+    def count(self, **deltas: int) -> None:
+        """Add to the counters (thread-safe)."""
+        with self._lock:
+            for name, delta in deltas.items():
+                self._counts[name] += delta
+        self.metrics.counted(deltas)
+
+    def stats(self) -> ForwarderStats:
+        """A consistent snapshot of the counters."""
+        with self._lock:
+            counts = dict(self._counts)
+        return ForwarderStats(**counts, queue_depth=self.store.depth())
+
+    def report(self, failure: ForwardingFailure) -> None:
+        """Tell every callback; a callback that raises is logged, never propagated."""
+        for callback in self.callbacks:
+            try:
+                callback(failure)
+            except Exception:
+                logger.exception("lago_segment: the on_error callback raised")
