@@ -285,7 +285,7 @@ class _Store(Protocol):
     def ready(self) -> int: ...
 
 
-class _Core(Protocol):
+class _ForwarderState(Protocol):
     store: _Store
 
 
@@ -294,35 +294,35 @@ def _by_forwarder(read: Any) -> Iterator[Observation]:
 
     totals: dict[str, int] = {}
     for recorder in list(_state.live):
-        core = recorder.core()
-        if core is None:
+        state = recorder.state()
+        if state is None:
             continue
-        value = read(core)
+        value = read(state)
         if value is not None:
             totals[recorder.name] = totals.get(recorder.name, 0) + value
     for name, value in totals.items():
         yield Observation(value, {FORWARDER: name})
 
 
-def _is_spool(core: _Core) -> bool:
-    return type(core.store).__name__ == "SpoolStore"
+def _is_spool(state: _ForwarderState) -> bool:
+    return type(state.store).__name__ == "SpoolStore"
 
 
 def _observe_queue(_options: CallbackOptions) -> Iterator[Observation]:
-    return _by_forwarder(lambda core: None if _is_spool(core) else core.store.depth())
+    return _by_forwarder(lambda state: None if _is_spool(state) else state.store.depth())
 
 
 def _observe_spool(_options: CallbackOptions) -> Iterator[Observation]:
-    return _by_forwarder(lambda core: core.store.depth() if _is_spool(core) else None)
+    return _by_forwarder(lambda state: state.store.depth() if _is_spool(state) else None)
 
 
-def _in_flight(core: _Core) -> int:
+def _in_flight(state: _ForwarderState) -> int:
     # The forwarder's own figure when it keeps one; else one sender sends one
     # batch at a time, so events taken but not settled mean one batch.
-    given = getattr(core, "batches_in_flight", None)
+    given = getattr(state, "batches_in_flight", None)
     if isinstance(given, int):
         return given
-    return 1 if core.store.depth() > core.store.ready() else 0
+    return 1 if state.store.depth() > state.store.ready() else 0
 
 
 def _observe_in_flight(_options: CallbackOptions) -> Iterator[Observation]:
@@ -355,10 +355,10 @@ _PLAIN = frozenset(("skipped", "discarded", "rejected"))
 class ForwarderMetrics:
     """One forwarder's recorder: adds outcomes to the process-wide counts."""
 
-    __slots__ = ("__weakref__", "_keys", "_name", "core")
+    __slots__ = ("__weakref__", "_keys", "_name", "state")
 
-    def __init__(self, core: object, name: str = "default") -> None:
-        self.core = weakref.ref(core)
+    def __init__(self, state: object, name: str = "default") -> None:
+        self.state = weakref.ref(state)
         self._name = name
         # (outcome, code) -> the count keys to add 1 to: forward() builds no tuple
         # once a code has been seen (measured: see docs/production.md).
@@ -466,9 +466,9 @@ class _NoMetrics:
         pass
 
 
-def for_forwarder(core: object) -> ForwarderMetrics | _NoMetrics:
-    """The recorder of a forwarder's core (one that does nothing without the extra)."""
-    return ForwarderMetrics(core) if enabled() else _NoMetrics()
+def for_forwarder(state: object) -> ForwarderMetrics | _NoMetrics:
+    """The recorder of a forwarder's state (one that does nothing without the extra)."""
+    return ForwarderMetrics(state) if enabled() else _NoMetrics()
 
 
 def request_started() -> float | None:

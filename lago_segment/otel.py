@@ -54,8 +54,8 @@ def name_forwarder(forwarder: Any, name: str) -> None:
 
     if not isinstance(name, str) or not name:
         raise ConfigurationError("name", f"must be a non-empty string, not {name!r}")
-    core = getattr(forwarder, "_core", None)
-    metrics = getattr(core, "metrics", None)
+    state = getattr(forwarder, "_state", None)
+    metrics = getattr(state, "metrics", None)
     if metrics is None:
         raise ConfigurationError(
             "forwarder", f"expected a Forwarder or AsyncForwarder, not {type(forwarder).__name__}"

@@ -62,9 +62,6 @@ class BaseClient:
             max_batch_bytes=max_batch_bytes,
             max_response_bytes=max_response_bytes,
         )
-        # The forwarders drive ``client._core.send_batch(...)``: the same object
-        # under its former name until they follow the rename.
-        self._core = self._flows
         if isinstance(timeout, httpx.Timeout):
             self._timeout = timeout
         elif timeout is not None and (

@@ -259,7 +259,7 @@ class AsyncForwarder(BaseForwarder):
         client = self._client
         if isinstance(client, AsyncLagoClient):
             # See Forwarder._send: one 429 pauses every sender; no retry after close.
-            return await client._run(self._state.gated(client._core.send_batch(events)))
+            return await client._run(self._state.gated(client._flows.send_batch(events)))
         return await client.send_batch(events)
 
     async def start(self) -> None:

@@ -111,12 +111,6 @@ class BaseForwarder:
         _LIVE.add(self)
 
     @property
-    def _core(self) -> ForwardingState:
-        # The state's name before it was ForwardingState: lago_segment.otel's
-        # name_forwarder still reads it.
-        return self._state
-
-    @property
     def settings(self) -> HandlerSettings:
         """The read-only settings handed to every handler."""
         return self._state.settings

@@ -58,9 +58,6 @@ class ForwardingFailure:
 #: ``on_error``). Named apart from :data:`lago_segment._types.ErrorCallback`, the
 #: integrations' ``(exception, event)`` callback.
 FailureCallback = Callable[[ForwardingFailure], None]
-#: The name :data:`FailureCallback` had first; ``lago_segment.forwarder.ErrorCallback``
-#: is a deprecated alias of it. Kept here for ``lago_segment.kafka``, which imports it.
-ErrorCallback = FailureCallback
 
 
 def log_error(failure: ForwardingFailure) -> None:

@@ -213,7 +213,7 @@ class Forwarder(BaseForwarder):
         if isinstance(client, LagoClient):
             # The library's client: drive its flow through the state's gate (one
             # 429 pauses every sender; close() past its deadline stops retries).
-            return client._run(self._state.gated(client._core.send_batch(events)))
+            return client._run(self._state.gated(client._flows.send_batch(events)))
         return client.send_batch(events)
 
     def flush(self, timeout: float | None = None) -> bool:

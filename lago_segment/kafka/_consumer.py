@@ -36,7 +36,7 @@ from lago_segment.errors import (
     MappingError,
     QueueFullError,
 )
-from lago_segment.forwarder._records import ErrorCallback, ForwardingFailure, log_error
+from lago_segment.forwarder._records import FailureCallback, ForwardingFailure, log_error
 
 from ._dead_letters import DeadLetters, producer_settings
 from ._offsets import OffsetTracker, Ticket
@@ -101,7 +101,7 @@ class SegmentConsumer:
         config: Mapping[str, Any],
         dead_letter_topic: str = "lago-segment-dead-letter",
         dead_letter_config: Mapping[str, Any] | None = None,
-        on_error: ErrorCallback | None = None,
+        on_error: FailureCallback | None = None,
         batch_size: int = 100,
         flush_interval: float = 0.2,
         max_in_flight: int | None = None,
