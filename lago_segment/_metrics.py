@@ -28,10 +28,6 @@ if TYPE_CHECKING:
     from lago_segment.lago import LagoEvent
 
 __all__ = [
-    "ATTRIBUTES",
-    "INSTRUMENTS",
-    "METER_NAME",
-    "OUTCOMES",
     "ForwarderMetrics",
     "batch_sent",
     "enabled",
@@ -43,71 +39,7 @@ __all__ = [
     "use_meter_provider",
 ]
 
-METER_NAME = "lago_segment"
-"""The meter every instrument is created on."""
-
-OUTCOMES = (
-    "mapped",
-    "skipped",
-    "discarded",
-    "rejected",
-    "enqueued",
-    "dropped",
-    "delivered",
-    "duplicate",
-    "failed",
-    "retried",
-)
-"""The values of the ``lago_segment.event.outcome`` attribute."""
-
-EVENTS = "lago_segment.events"
-REQUEST_DURATION = "lago_segment.client.request.duration"
-BATCH_SIZE = "lago_segment.client.batch.size"
-QUEUE_DEPTH = "lago_segment.forwarder.queue.depth"
-SPOOL_DEPTH = "lago_segment.forwarder.spool.depth"
-IN_FLIGHT = "lago_segment.forwarder.batches.in_flight"
-
-INSTRUMENTS: Mapping[str, tuple[str, str, str]] = {
-    EVENTS: (
-        "counter (observable)",
-        "{event}",
-        "Events by outcome: Segment events skipped, discarded or rejected; Lago events "
-        "mapped, enqueued, dropped, delivered, duplicate, failed or retried.",
-    ),
-    REQUEST_DURATION: ("histogram", "s", "Duration of one HTTP request to Lago."),
-    BATCH_SIZE: ("histogram", "{event}", "Lago events in one batch request."),
-    QUEUE_DEPTH: (
-        "gauge (observable)",
-        "{event}",
-        "Lago events held in a forwarder's memory queue (in flight included).",
-    ),
-    SPOOL_DEPTH: (
-        "gauge (observable)",
-        "{event}",
-        "Lago events held in a forwarder's spool file (in flight included).",
-    ),
-    IN_FLIGHT: ("gauge (observable)", "{batch}", "Batches a forwarder is sending right now."),
-}
-"""Every instrument: name -> (kind, unit, description). The docs' table is built from it."""
-
-FORWARDER = "lago_segment.forwarder.name"
-OUTCOME = "lago_segment.event.outcome"
-CODE = "lago.event.code"
-ERROR_TYPE = "error.type"
-LAGO_ERROR_CODE = "lago.error.code"
-STATUS = "http.response.status_code"
-PATH = "url.path"
-
-ATTRIBUTES: Mapping[str, str] = {
-    FORWARDER: "The forwarder's name (``lago_segment.otel.name_forwarder``; default ``default``).",
-    OUTCOME: "What happened to the event: one of " + ", ".join(OUTCOMES) + ".",
-    CODE: "The Lago event's ``code`` (absent for Segment-level outcomes).",
-    ERROR_TYPE: "On failures: the exception class, e.g. ``LagoValidationError``.",
-    LAGO_ERROR_CODE: "On failures Lago explained: its error code, e.g. ``value_is_mandatory``.",
-    STATUS: "On request durations: Lago's HTTP status (absent when no answer came).",
-    PATH: "On request durations and batch sizes: the API path, e.g. ``/api/v1/events/batch``.",
-}
-"""Every attribute the instruments carry: name -> meaning."""
+from lago_segment import _metric_names as names
 
 _Key = tuple[str, str, str | None, str | None, str | None]  # forwarder, outcome, code, error, lago
 
@@ -227,36 +159,36 @@ def _create_instruments() -> None:
         _state.duration, _state.batch_size = made
         return
     if _state.provider is None:
-        meter = metrics.get_meter(METER_NAME, __version__)
+        meter = metrics.get_meter(names.METER_NAME, __version__)
     else:
-        meter = _state.provider.get_meter(METER_NAME, __version__)
+        meter = _state.provider.get_meter(names.METER_NAME, __version__)
 
-    def unit(name: str) -> str:
-        return INSTRUMENTS[name][1]
+    def create(name: str, how: Any, *callbacks: Any) -> Any:
+        _, unit, description = names.INSTRUMENTS[name]
+        return how(name, *([list(callbacks)] if callbacks else []), unit, description)
 
-    def text(name: str) -> str:
-        return INSTRUMENTS[name][2]
-
-    meter.create_observable_counter(EVENTS, [_observe_events], unit(EVENTS), text(EVENTS))
-    _state.duration = meter.create_histogram(
-        REQUEST_DURATION, unit(REQUEST_DURATION), text(REQUEST_DURATION)
-    )
-    _state.batch_size = meter.create_histogram(BATCH_SIZE, unit(BATCH_SIZE), text(BATCH_SIZE))
+    create(names.EVENTS, meter.create_observable_counter, _observe_events)
     for name, callback in (
-        (QUEUE_DEPTH, _observe_queue),
-        (SPOOL_DEPTH, _observe_spool),
-        (IN_FLIGHT, _observe_in_flight),
+        (names.QUEUE_DEPTH, _observe_queue),
+        (names.SPOOL_DEPTH, _observe_spool),
+        (names.IN_FLIGHT, _observe_in_flight),
     ):
-        meter.create_observable_gauge(name, [callback], unit(name), text(name))
+        create(name, meter.create_observable_gauge, callback)
+    _state.duration = create(names.REQUEST_DURATION, meter.create_histogram)
+    _state.batch_size = create(names.BATCH_SIZE, meter.create_histogram)
     _state.made[_state.provider] = (_state.duration, _state.batch_size)
 
 
 def _attributes(key: _Key) -> dict[str, str]:
     forwarder, outcome, code, error, lago_code = key
-    attributes = {OUTCOME: outcome}
+    attributes = {names.OUTCOME: outcome}
     if forwarder:
-        attributes[FORWARDER] = forwarder
-    for name, value in ((CODE, code), (ERROR_TYPE, error), (LAGO_ERROR_CODE, lago_code)):
+        attributes[names.FORWARDER] = forwarder
+    for name, value in (
+        (names.CODE, code),
+        (names.ERROR_TYPE, error),
+        (names.LAGO_ERROR_CODE, lago_code),
+    ):
         if value is not None:
             attributes[name] = value
     return attributes
@@ -301,7 +233,7 @@ def _by_forwarder(read: Any) -> Iterator[Observation]:
         if value is not None:
             totals[recorder.name] = totals.get(recorder.name, 0) + value
     for name, value in totals.items():
-        yield Observation(value, {FORWARDER: name})
+        yield Observation(value, {names.FORWARDER: name})
 
 
 def _is_spool(state: _ForwarderState) -> bool:
@@ -480,21 +412,21 @@ def request_finished(started: float | None, path: str, reply: object) -> None:
     """Record one request's duration (``reply``: the response or the transport error)."""
     if started is None or _state.duration is None:
         return
-    attributes: dict[str, str | int] = {PATH: path}
+    attributes: dict[str, str | int] = {names.PATH: path}
     status = getattr(reply, "status_code", None)
     if isinstance(status, int):
-        attributes[STATUS] = status
+        attributes[names.STATUS] = status
         if status >= 400:
-            attributes[ERROR_TYPE] = str(status)
+            attributes[names.ERROR_TYPE] = str(status)
     elif reply is not None:
-        attributes[ERROR_TYPE] = type(reply).__name__
+        attributes[names.ERROR_TYPE] = type(reply).__name__
     _state.duration.record(time.perf_counter() - started, attributes)
 
 
 def batch_sent(path: str, size: int) -> None:
     """Record the size of one batch request (once per request, retries excluded)."""
     if enabled() and _state.batch_size is not None:
-        _state.batch_size.record(size, {PATH: path})
+        _state.batch_size.record(size, {names.PATH: path})
 
 
 def retried(events: Sequence[LagoEvent], tries: int) -> None:

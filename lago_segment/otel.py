@@ -18,14 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from lago_segment._metrics import (
-    ATTRIBUTES,
-    INSTRUMENTS,
-    METER_NAME,
-    OUTCOMES,
-    enabled,
-    use_meter_provider,
-)
+from lago_segment._metric_names import ATTRIBUTES, INSTRUMENTS, METER_NAME, OUTCOMES
+from lago_segment._metrics import enabled, use_meter_provider
 
 __all__ = [
     "ATTRIBUTES",
