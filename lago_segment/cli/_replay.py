@@ -13,7 +13,7 @@ import contextlib
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from lago_segment.cli._commands import (
@@ -138,21 +138,6 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def scrubber(secret: str) -> Callable[[str], str]:
-    """A function that replaces ``secret`` (as is, stripped, or escaped) in a text."""
-    forms = {secret, secret.strip(), repr(secret)[1:-1]}
-    forms.add(repr(secret.encode("utf-8", "surrogateescape"))[2:-1])
-    # A form shorter than 8 characters is no real key, and would blank out words.
-    ordered = sorted((f for f in forms if len(f) >= 8), key=len, reverse=True)
-
-    def scrub(text: str) -> str:
-        for form in ordered:
-            text = text.replace(form, "[LAGO_API_KEY]")
-        return text
-
-    return scrub
-
-
 class Replay:
     """One ``replay`` run: reads, maps, sends in batches, keeps the checkpoint."""
 
@@ -168,6 +153,7 @@ class Replay:
         signals: Signals,
     ) -> None:
         from lago_segment.cli._ledger import DeadLetters, Ledger, Progress, Tally
+        from lago_segment.client._redact import Redactor
 
         self.args = args
         self.spec = spec
@@ -175,7 +161,9 @@ class Replay:
         self.checkpoint = checkpoint
         self.start = start
         self.signals = signals
-        self.scrub = scrubber(api_key)
+        # The client's: the key as is, in a bytes repr, JSON-escaped or percent-encoded,
+        # and the --api-url's user:password.
+        self.redact = Redactor.for_client(api_key, args.api_url)
         self.tally = Tally()
         self.ledger = Ledger(start)
         self.pending: deque[tuple[Item, LagoEvent]] = deque()
@@ -221,7 +209,7 @@ class Replay:
             raise UsageError(f"{what}: {exc.strerror or exc} (see --checkpoint)") from None
 
     def report(self, message: str) -> None:
-        text = self.scrub(message)
+        text = self.redact(message)
         with self.report_lock:  # the senders' retry notice comes from their threads
             if self.progress is not None:
                 self.progress.message(text)
@@ -261,7 +249,7 @@ class Replay:
                     "--allow-insecure-http if the host is on a private network you trust "
                     "(e.g. http://lago-api:3000 in a Docker network)"
                 ) from None
-            raise UsageError(self.scrub(str(exc))) from None
+            raise UsageError(self.redact(str(exc))) from None
         parts = urlsplit(client.api_url)
         if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
             err(
@@ -416,7 +404,7 @@ class Replay:
             if status is None or status in (401, 403, 404, 408, 429) or status >= 500:
                 stop = stop or error  # nothing about this event: later ones would fail too
                 continue
-            text = self.scrub(str(error))
+            text = self.redact(str(error))
             kind = "permanent" if failure.permanent else "gave up retrying"
             self.report(f"{item.where}: not stored ({kind}): {text}")
             if self.dead.enabled:
@@ -437,8 +425,8 @@ class Replay:
 
         tried = f"gave up after {plural(attempts, 'attempt')} in {self.elapsed:.0f} s"
         if not isinstance(error, LagoAPIError):
-            return f"cannot reach Lago at {self.url}: {self.scrub(str(error))} ({tried}). Stopped"
-        said = self.scrub(str(error))
+            return f"cannot reach Lago at {self.url}: {self.redact(str(error))} ({tried}). Stopped"
+        said = self.redact(str(error))
         if error.status_code in (401, 403):
             return (
                 f"Lago at {self.url} refused the API key: {said}. Check LAGO_API_KEY, and "
@@ -476,7 +464,7 @@ class Replay:
         if self.progress is not None:
             complete = self.source.exhausted and not self.pending
             self.progress.update(self.tally, final=True, complete=complete)
-        err(self.scrub(summary(self.tally, sent=True)))
+        err(self.redact(summary(self.tally, sent=True)))
         settled = 0 if self.saved is None else self.saved.position
         if self.checkpoint is None:
             where = "no checkpoint (stdin without --checkpoint)"
