@@ -25,6 +25,8 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from lago_segment._types import US_API_URL
+
 if TYPE_CHECKING:
     from lago_segment.mapping import MappingSpec, Rule
     from lago_segment.testing import FakeLago
@@ -44,8 +46,6 @@ WITH_FIELD = frozenset(
 )
 """Aggregations that read the metric's ``field_name`` from the event's properties."""
 
-_DEFAULT_API_URL = "https://api.getlago.com"
-
 
 def add_arguments(check: argparse.ArgumentParser) -> None:
     """Add ``--against-lago``, ``--api-url`` and ``--timeout`` to the ``check`` parser."""
@@ -58,7 +58,7 @@ def add_arguments(check: argparse.ArgumentParser) -> None:
     check.add_argument(
         "--api-url",
         metavar="URL",
-        default=os.environ.get("LAGO_API_URL", _DEFAULT_API_URL),
+        default=os.environ.get("LAGO_API_URL", US_API_URL),
         help="Lago's origin for --against-lago (default: $LAGO_API_URL, else %(default)s)",
     )
     check.add_argument(

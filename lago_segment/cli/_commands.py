@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from lago_segment._types import EU_API_URL, US_API_URL
 from lago_segment._version import __version__
 from lago_segment.cli import _check_lago
 from lago_segment.cli._ledger import plural
@@ -32,8 +33,6 @@ EXIT_USAGE = 2
 EXIT_STOPPED = 3
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
-
-_DEFAULT_API_URL = "https://api.getlago.com"
 
 
 class UsageError(Exception):
@@ -476,9 +475,8 @@ def _add_replay(commands: _Commands) -> None:
     replay.add_argument(
         "--api-url",
         metavar="URL",
-        default=os.environ.get("LAGO_API_URL", _DEFAULT_API_URL),
-        help="Lago's origin (default: $LAGO_API_URL, else %(default)s); EU: "
-        "https://api.eu.getlago.com",
+        default=os.environ.get("LAGO_API_URL", US_API_URL),
+        help=f"Lago's origin (default: $LAGO_API_URL, else %(default)s); EU: {EU_API_URL}",
     )
     replay.add_argument(
         "--dead-letter",

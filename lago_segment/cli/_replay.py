@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from lago_segment._types import US_API_URL
 from lago_segment.cli._commands import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -435,7 +436,7 @@ class Replay:
         if error.status_code == 404:
             return (
                 f"Lago at {self.url} has no events API ({self.url}/api/v1/events/batch: {said}): "
-                "check --api-url, the origin of your Lago API (e.g. https://api.getlago.com). "
+                f"check --api-url, the origin of your Lago API (e.g. {US_API_URL}). "
                 "Stopped"
             )
         return f"Lago at {self.url} still answered {said} ({tried}). Stopped"
