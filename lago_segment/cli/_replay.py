@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from lago_segment._types import US_API_URL
-from lago_segment.cli._commands import (
+from lago_segment.cli._commands import map_item, summary
+from lago_segment.cli._conventions import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -26,10 +27,8 @@ from lago_segment.cli._commands import (
     EXIT_USAGE,
     UsageError,
     err,
-    map_item,
-    summary,
+    plural,
 )
-from lago_segment.cli._ledger import plural
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
