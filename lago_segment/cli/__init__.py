@@ -17,7 +17,8 @@ Layout: ``_parser.py`` builds the parser (one register function per
 subcommand) and holds :func:`main`; ``_commands.py`` holds each subcommand's
 body (one ``cmd_*`` function); ``_conventions.py`` the exit codes, usage
 errors and stderr messages they share. ``replay``'s run is ``_replay.py``
-(its bookkeeping in ``_ledger.py``),
+(SIGINT/SIGTERM between batches: ``_signals.py``; its bookkeeping:
+``_ledger.py``),
 input files are read by ``_input.py`` (lines through
 :mod:`lago_segment.events`' reader), ``check --against-lago`` is
 ``_check_lago.py``, and Kafka's ``consume`` lives in :mod:`lago_segment.kafka`.

@@ -246,7 +246,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     """``replay``: check the arguments, the key and the checkpoint, then run a :class:`Replay`."""
     from lago_segment.cli._ledger import Checkpoint, CheckpointError, default_checkpoint_path
-    from lago_segment.cli._replay import Replay, Signals, quiet_library_logs
+    from lago_segment.cli._replay import Replay
+    from lago_segment.cli._signals import Signals, quiet_library_logs
 
     if args.lago_events is not None:
         if args.spec is not None or args.events is not None:
@@ -311,7 +312,7 @@ def cmd_fake_lago(args: argparse.Namespace) -> int:
     fake = FakeLago(api_key=api_key)
     _check_lago.configure_fake(fake, args)
     try:
-        from lago_segment.cli._replay import Signals
+        from lago_segment.cli._signals import Signals
 
         with Signals(), fake.serve(port=args.port) as url:  # SIGTERM stops it like Ctrl-C
             print(f"FakeLago is listening on {url} (Ctrl-C to stop)")

@@ -1,20 +1,20 @@
 """The ``replay`` command's run: read, map, send in batches, keep the checkpoint.
 
-:class:`Replay` drives one run; :class:`Signals` makes SIGINT and SIGTERM stop it
-only between batches, so the checkpoint and the dead-letter file always agree
-with what Lago stored. The bookkeeping (checkpoint, ledger, dead letters,
-progress line) is in :mod:`lago_segment.cli._ledger`.
+:class:`Replay` drives one run; it records each batch's outcome inside
+:meth:`Signals.deferred <lago_segment.cli._signals.Signals.deferred>`, so SIGINT
+and SIGTERM stop it only between batches and the checkpoint and the
+dead-letter file always agree with what Lago stored. The bookkeeping
+(checkpoint, ledger, dead letters, progress line) is in
+:mod:`lago_segment.cli._ledger`.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import threading
 from collections import deque
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lago_segment._types import US_API_URL
 from lago_segment.cli._commands import map_item, summary
@@ -36,82 +36,12 @@ if TYPE_CHECKING:
 
     from lago_segment.cli._input import Item, Source
     from lago_segment.cli._ledger import Checkpoint, Mark
+    from lago_segment.cli._signals import Signals
     from lago_segment.client import BatchResult, LagoClient
     from lago_segment.lago import LagoEvent
     from lago_segment.mapping import MappingSpec
 
     _Posted: TypeAlias = "tuple[BatchResult, float]"  # a batch's result, and its seconds
-
-
-@contextlib.contextmanager
-def quiet_library_logs() -> Iterator[None]:
-    """The CLI reports every outcome itself, once: without this, the library's
-    warnings would repeat them (through logging's last-resort handler) on every batch."""
-    import logging
-
-    logger = logging.getLogger("lago_segment")
-    quiet = logging.NullHandler()
-    propagate = logger.propagate
-    logger.addHandler(quiet)
-    logger.propagate = False
-    try:
-        yield
-    finally:
-        logger.removeHandler(quiet)
-        logger.propagate = propagate
-
-
-class Signals:
-    """SIGINT and SIGTERM both stop a run like Ctrl-C, but never inside a critical section.
-
-    A signal raises :class:`KeyboardInterrupt`; one that arrives while
-    :meth:`deferred` is active (a batch's outcome being recorded) is raised
-    when the section ends, so the dead-letter file and the checkpoint always
-    agree with what Lago stored.
-    """
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._depth = 0
-        self._pending = False
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> Signals:
-        import signal
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                if signal.getsignal(signum) is signal.SIG_IGN:
-                    continue  # e.g. SIGINT for a background job, or under nohup: keep ignoring
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        import signal
-
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.received is None:
-            self.received = signum
-        if self._depth:
-            self._pending = True
-        else:
-            raise KeyboardInterrupt
-
-    @contextlib.contextmanager
-    def deferred(self) -> Iterator[None]:
-        """Hold signals back until the block ends."""
-        self._depth += 1
-        try:
-            yield
-        finally:
-            self._depth -= 1
-            if not self._depth and self._pending:
-                self._pending = False
-                raise KeyboardInterrupt
 
 
 class _Stop(Exception):
@@ -125,17 +55,6 @@ def _display_url(url: str) -> str:
     parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=host))
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class Replay:
@@ -221,6 +140,7 @@ class Replay:
         from urllib.parse import urlsplit
 
         from lago_segment.client import LagoClient, RetryPolicy
+        from lago_segment.client._urls import _is_loopback
         from lago_segment.errors import ConfigurationError
 
         def sleep(seconds: float) -> None:
@@ -391,8 +311,7 @@ class Replay:
         from lago_segment.errors import LagoAPIError
 
         position = {id(event): item for item, event in batch}
-        self.tally.delivered += len(result.delivered)
-        self.tally.duplicates += len(result.duplicates)
+        self.tally.add(result)
         for event in (*result.delivered, *result.duplicates):
             self.ledger.settle(position[id(event)].position)
         stop = None
@@ -400,7 +319,6 @@ class Replay:
             item = position[id(failure.event)]
             error = failure.error
             status = error.status_code if isinstance(error, LagoAPIError) else None
-            self.tally.failed += 1
             if status is None or status in (401, 403, 404, 408, 429) or status >= 500:
                 stop = stop or error  # nothing about this event: later ones would fail too
                 continue
