@@ -7,6 +7,8 @@
 - :class:`SyncClient` / :class:`AsyncClient`: what a forwarder needs from a
   client (a :class:`~lago_segment.client.LagoClient`, a Kafka sink, a fake).
 - :data:`SEGMENT_CALL_TYPES`: Segment's call types.
+- :data:`US_API_URL` / :data:`EU_API_URL`: Lago Cloud's origins (the client's
+  default, the CLI's and the Kafka consumer's ``--api-url`` default).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ if TYPE_CHECKING:
     from lago_segment.lago import LagoEvent
 
 __all__ = [
+    "EU_API_URL",
     "SEGMENT_CALL_TYPES",
+    "US_API_URL",
     "AsyncClient",
     "ErrorCallback",
     "Mapper",
@@ -32,6 +36,12 @@ __all__ = [
 #: parser's models, the handlers, the webhook receiver and the test factory
 #: all read it).
 SEGMENT_CALL_TYPES = ("track", "identify", "group", "page", "screen", "alias", "delete")
+
+US_API_URL = "https://api.getlago.com"
+"""Lago Cloud's US origin: the default ``api_url``."""
+
+EU_API_URL = "https://api.eu.getlago.com"
+"""Lago Cloud's EU origin."""
 
 
 class Mapper(Protocol):

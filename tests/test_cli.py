@@ -438,3 +438,24 @@ def test_fake_lago_serves_until_ctrl_c_and_prints_url_and_key() -> None:
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0
     assert "stored 1 event" in stderr
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["check", SPEC], ["map", SPEC, EVENTS]], ids=["help", "check", "map"]
+)
+def test_help_check_and_map_do_not_import_httpx(args: list[str | Path]) -> None:
+    # Only what sends to Lago (replay, check --against-lago) pays for the HTTP client.
+    code = (
+        "import sys\nfrom lago_segment.cli import main\ntry:\n"
+        f"    main({[str(a) for a in args]!r})\nexcept SystemExit:\n    pass\n"
+        "print('httpx' in sys.modules, file=sys.stderr)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=60,
+        check=False,
+    )
+    assert result.stderr.splitlines()[-1] == "False"

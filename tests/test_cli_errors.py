@@ -87,18 +87,59 @@ def test_a_batch_file_over_the_limit_is_refused_without_being_read_whole(
     assert source.consumed < path.stat().st_size  # stopped reading past the limit
 
 
-def test_an_overlong_line_is_one_bad_line_and_reading_goes_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(cli_input, "MAX_LINE_BYTES", 100)
+def test_an_overlong_line_is_one_bad_line_and_reading_goes_on(tmp_path: Path) -> None:
+    # A line of Segment events is read up to a message's size, as iter_events reads it.
     path = tmp_path / "events.jsonl"
     short = '{"type": "track", "event": "e", "userId": "u"}'
-    path.write_text(f'{{"type": "track", "pad": "{"x" * 300}"}}\n{short}\n')
+    path.write_text(f'{{"type": "track", "pad": "{"x" * 40_000}"}}\n{short}\n')
     with open_source(str(path)) as source:
         bad, good = source.segment_events()
     assert bad.error is not None
+    assert (bad.position, bad.error.line) == (1, 1)
+    assert "over the 32768-byte limit" in str(bad.error)
+    assert (good.position, good.error) == (2, None)
+
+
+def test_an_overlong_line_of_lago_events_is_one_bad_line_and_reading_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli_input, "MAX_LINE_BYTES", 100)
+    path = tmp_path / "lago-events.jsonl"
+    short = {"transaction_id": "t1", "external_subscription_id": "s1", "code": "c", "timestamp": 1}
+    path.write_text(f'{{"pad": "{"x" * 300}"}}\n{json.dumps(short)}\n')
+    with open_source(str(path)) as source:
+        bad, good = source.lago_events()
+    assert bad.error is not None
     assert "longer than" in str(bad.error)
     assert (good.position, good.error) == (2, None)
+
+
+def test_map_reports_a_line_over_the_message_limit_with_its_file_and_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.jsonl"
+    good = example_lines()[0]
+    path.write_text(f'{good}\n{{"type": "track", "pad": "{"x" * 40_000}"}}\n{good}\n')
+    result = run("map", SPEC, path)
+    assert result.returncode == 1
+    assert f"{path}:2: invalid event: message is " in result.stderr
+    assert "over the 32768-byte limit @ $" in result.stderr
+    assert "3 events read: 2 matched" in result.stderr  # the lines around it still map
+    assert result.stderr.splitlines()[-1].endswith("1 failed")
+    assert "Traceback" not in result.stderr
+
+
+def test_a_one_line_batch_file_longer_than_a_message_is_still_a_batch_file(
+    tmp_path: Path,
+) -> None:
+    events = [json.loads(line) for line in example_lines()] * 40
+    path = tmp_path / "batch.json"
+    path.write_text(json.dumps({"batch": events}) + "\n")
+    assert path.stat().st_size > 32 * 1024
+    with open_source(str(path)) as source:
+        items = list(source.segment_events())
+    assert len(items) == len(events)
+    assert items[-1].where == f"{path}[{len(events) - 1}]"
 
 
 # -- exit codes ---------------------------------------------------------------------------

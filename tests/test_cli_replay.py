@@ -245,12 +245,12 @@ def test_the_key_never_reaches_the_dead_letter_file_or_the_output(
     assert "MARKER" not in result.stdout + result.stderr + dead.read_text()
 
 
-def test_the_scrubber_removes_the_key_in_any_form_an_error_may_quote_it() -> None:
-    from lago_segment.cli._replay import scrubber
+def test_the_key_is_redacted_in_any_form_an_error_may_quote_it() -> None:
+    from lago_segment.client._redact import Redactor  # what replay redacts its messages with
 
-    scrub = scrubber("sk-MARKER\n")
-    text = "Illegal header value b'Bearer sk-MARKER\\n' (sk-MARKER)"
-    assert "MARKER" not in scrub(text)
+    redact = Redactor.for_client("sk-MARKER/42", "https://bob:pw-MARKER@lago.example.com")
+    text = "Illegal header value b'Bearer sk-MARKER/42' (sk-MARKER%2F42) bob:pw-MARKER@lago"
+    assert "MARKER" not in redact(text)
 
 
 class _OverlapServer:

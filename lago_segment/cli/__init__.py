@@ -13,10 +13,15 @@ could not be mapped or stored; 2 for usage errors and unreadable input
 (key refused, no events API at the URL, unreachable); 130 on Ctrl-C and 143
 on SIGTERM (both: summary printed, checkpoint saved).
 
-Each subcommand is one ``_cmd_*`` function in ``_commands.py``, registered in
-:func:`build_parser`; ``replay``'s run is in ``_replay.py`` (its bookkeeping in
-``_ledger.py``), input files are read by ``_input.py``, ``check --against-lago``
-is ``_check_lago.py``, and Kafka's ``consume`` lives in :mod:`lago_segment.kafka`.
+Layout: ``_parser.py`` builds the parser (one register function per
+subcommand) and holds :func:`main`; ``_commands.py`` holds each subcommand's
+body (one ``cmd_*`` function); ``_conventions.py`` the exit codes, usage
+errors and stderr messages they share. ``replay``'s run is ``_replay.py``
+(SIGINT/SIGTERM between batches: ``_signals.py``; its bookkeeping:
+``_ledger.py``),
+input files are read by ``_input.py`` (lines through
+:mod:`lago_segment.events`' reader), ``check --against-lago`` is
+``_check_lago.py``, and Kafka's ``consume`` lives in :mod:`lago_segment.kafka`.
 
 Built on :mod:`argparse`, not click: the library's only runtime dependencies
 are httpx and attrs, and a CLI is no reason to add one. Heavy modules
@@ -25,6 +30,6 @@ are imported by the subcommand that needs them, so ``--help`` stays instant.
 
 from __future__ import annotations
 
-from lago_segment.cli._commands import main
+from lago_segment.cli._parser import main
 
 __all__ = ["main"]

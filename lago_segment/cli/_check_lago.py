@@ -25,14 +25,14 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from lago_segment.cli._conventions import EXIT_FAILED, EXIT_OK, UsageError
+
 if TYPE_CHECKING:
     from lago_segment.mapping import MappingSpec, Rule
     from lago_segment.testing import FakeLago
 
 __all__ = [
     "WITH_FIELD",
-    "add_arguments",
-    "add_fake_arguments",
     "check_against_lago",
     "configure_fake",
     "fetch_billable_metrics",
@@ -44,49 +44,12 @@ WITH_FIELD = frozenset(
 )
 """Aggregations that read the metric's ``field_name`` from the event's properties."""
 
-_DEFAULT_API_URL = "https://api.getlago.com"
-
-
-def add_arguments(check: argparse.ArgumentParser) -> None:
-    """Add ``--against-lago``, ``--api-url`` and ``--timeout`` to the ``check`` parser."""
-    check.add_argument(
-        "--against-lago",
-        action="store_true",
-        help="also compare the spec with the billable metrics in Lago (key from LAGO_API_KEY): "
-        "unknown codes, missing aggregation properties, filter values Lago does not accept",
-    )
-    check.add_argument(
-        "--api-url",
-        metavar="URL",
-        default=os.environ.get("LAGO_API_URL", _DEFAULT_API_URL),
-        help="Lago's origin for --against-lago (default: $LAGO_API_URL, else %(default)s)",
-    )
-    check.add_argument(
-        "--timeout",
-        type=float,
-        metavar="SECONDS",
-        default=10.0,
-        help="seconds per HTTP request for --against-lago (default: %(default)s)",
-    )
-
-
-def add_fake_arguments(fake: argparse.ArgumentParser) -> None:
-    """Add ``--billable-metrics FILE`` to the ``fake-lago`` parser."""
-    fake.add_argument(
-        "--billable-metrics",
-        metavar="FILE",
-        help="a JSON file of billable metrics the fake serves and validates events against "
-        '(a list of Lago metrics, or {"billable_metrics": [...]})',
-    )
-
 
 def configure_fake(fake: FakeLago, args: argparse.Namespace) -> None:
     """Load ``--billable-metrics`` into ``fake`` (a usage error when unreadable)."""
     path = getattr(args, "billable_metrics", None)
     if path is None:
         return
-    from lago_segment.cli._commands import UsageError
-
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -228,7 +191,6 @@ def _check_metric(
 
 def check_against_lago(spec: MappingSpec, args: argparse.Namespace) -> int:
     """Run the check for the ``check`` command; return its exit code."""
-    from lago_segment.cli._commands import EXIT_FAILED, EXIT_OK, UsageError
     from lago_segment.errors import LagoAuthenticationError, LagoSegmentError
 
     api_key = os.environ.get("LAGO_API_KEY", "")

@@ -6,7 +6,9 @@ positions for error messages and checkpoints) are testable with plain calls.
 Input files are untrusted: whatever they hold, reading them raises only
 :class:`InputError` (the whole file cannot be read: not gzip, truncated,
 too large to be a batch file) or yields an :class:`Item` whose ``error`` says
-what is wrong with that one line. Memory stays bounded: a line is read up to
+what is wrong with that one line. Memory stays bounded: a line of Segment
+events is read up to a message's size (32 KB, as :func:`~lago_segment.events.iter_events`
+reads it: the lines come from the same reader), a line of Lago events up to
 :data:`MAX_LINE_BYTES`, a batch file (read whole, it is one JSON document) up
 to :data:`MAX_BATCH_FILE_BYTES`.
 """
@@ -30,6 +32,13 @@ import attrs
 
 from lago_segment.errors import InvalidEventPayload, InvalidLagoEvent, LagoSegmentError
 from lago_segment.events import SegmentEvent, parse_batch, parse_event
+from lago_segment.events._files import (
+    GZIP_MAGIC,
+    LINE_LIMIT,
+    gunzipped,
+    overlong_problem,
+    read_lines,
+)
 from lago_segment.lago import LagoEvent
 
 __all__ = [
@@ -42,11 +51,10 @@ __all__ = [
     "read_event_argument",
 ]
 
-_GZIP_MAGIC = b"\x1f\x8b"
-
 MAX_LINE_BYTES = 1 << 20
-"""The longest line read (1 MiB); Segment caps a message at 32 KB, so a longer line is
-reported as invalid without being held in memory."""
+"""The longest line of Lago events read (1 MiB): a longer line is reported as invalid
+without being held in memory. (A line of Segment events is read up to Segment's 32 KB
+message limit, as :func:`~lago_segment.events.iter_events` reads it.)"""
 
 MAX_BATCH_FILE_BYTES = 16 << 20
 """The largest batch file (a JSON array or ``{"batch": [...]}``, 16 MiB uncompressed).
@@ -156,6 +164,9 @@ class Source:
         parse_line: Callable[[int, bytes, str], Item],
         parse_batch_file: Callable[[bytes, str], Iterator[Item]] | None,
     ) -> Iterator[Item]:
+        # Segment events are read up to a message's size, as iter_events reads
+        # them; Lago events (map's output, dead letters) have no such limit.
+        limit = LINE_LIMIT if parse_batch_file is not None else MAX_LINE_BYTES + 1
         number = 0
         try:
             first = self.stream.peek(64).lstrip()[:1]
@@ -163,24 +174,22 @@ class Source:
                 yield from parse_batch_file(self._read_document(b""), self.name)
                 self.exhausted = True
                 return
-            while line := self.stream.readline(MAX_LINE_BYTES + 1):
-                number += 1
-                if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
-                    if number == 1 and parse_batch_file is not None and _is_batch_start(line):
-                        yield from parse_batch_file(self._read_document(line), self.name)
-                        self.exhausted = True
-                        return
-                    self._skip_line()
-                    yield _too_long(number, line, self.name, parse_batch_file is None)
-                    continue
-                if not line.strip():
-                    continue
+            for number, line, skip_rest in read_lines(self.stream, self.name, limit):
                 if number == 1 and parse_batch_file is not None and _is_batch_start(line):
                     yield from parse_batch_file(self._read_document(line), self.name)
                     self.exhausted = True
                     return
+                if skip_rest is not None:
+                    size = len(line) + skip_rest()
+                    yield _too_long(number, line, size, self.name, parse_batch_file is None)
+                    continue
+                if not line.strip():
+                    continue
                 yield parse_line(number, line, self.name)
             self.exhausted = True
+        except InvalidEventPayload as exc:  # from read_lines: the stream is broken
+            reason = exc.__context__ if exc.__context__ is not None else exc
+            raise InputError(self._unreadable(reason, number)) from None
         except (OSError, EOFError, zlib.error) as exc:
             raise InputError(self._unreadable(exc, number)) from None
 
@@ -193,11 +202,6 @@ class Source:
                 f"{MAX_BATCH_FILE_BYTES >> 20} MiB: {_CONVERT_HINT}"
             )
         return data
-
-    def _skip_line(self) -> None:
-        while chunk := self.stream.readline(MAX_LINE_BYTES):
-            if chunk.endswith(b"\n"):
-                return
 
     def _unreadable(self, exc: BaseException, lines: int) -> str:
         after = f" (after line {lines})" if lines else ""
@@ -221,12 +225,12 @@ def _gzip_problem(exc: gzip.BadGzipFile) -> str:
     return text[:1].lower() + text[1:]
 
 
-def _too_long(number: int, line: bytes, name: str, lago: bool) -> Item:
+def _too_long(number: int, line: bytes, size: int, name: str, lago: bool) -> Item:
     where = f"{name}:{number}"
-    problem = f"line longer than {MAX_LINE_BYTES >> 20} MiB"
     if lago:
+        problem = f"line longer than {MAX_LINE_BYTES >> 20} MiB"
         return Item(number, where, None, InvalidLagoEvent("event", problem), digest(line))
-    error = InvalidEventPayload(problem, line=number, source=name)
+    error = InvalidEventPayload(overlong_problem(size), line=number, source=name)
     return Item(number, where, None, error, digest(line))
 
 
@@ -371,15 +375,13 @@ def open_source(name: str) -> Source:
         status = os.fstat(raw.fileno())
         size = status.st_size if stat.S_ISREG(status.st_mode) else None  # a FIFO: like stdin
         closers = [raw]
-    stream: _Stream = raw
     try:
-        is_gzip = name.endswith(".gz") or raw.peek(2)[:2] == _GZIP_MAGIC
+        stream: _Stream = gunzipped(raw, name)
     except OSError:
         if name != "-":
             raw.close()
         raise
-    if is_gzip:
-        stream = gzip.GzipFile(fileobj=raw, mode="rb")
+    if stream is not raw:
         closers.append(stream)
     label = "<stdin>" if name == "-" else name
     return Source(label, stream, size, raw, closers)
@@ -405,7 +407,7 @@ def read_event_argument(argument: str) -> SegmentEvent:
             raise IsADirectoryError(21, "Is a directory", argument)
         with open(argument, "rb") as f:
             data = f.read(MAX_BATCH_FILE_BYTES + 1)
-    if isinstance(data, bytes) and data[:2] == _GZIP_MAGIC:
+    if isinstance(data, bytes) and data[:2] == GZIP_MAGIC:
         try:
             with gzip.GzipFile(fileobj=io.BytesIO(data)) as unzipped:
                 data = unzipped.read(MAX_BATCH_FILE_BYTES + 1)

@@ -17,14 +17,17 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
-from lago_segment.cli._input import Item
-from lago_segment.client import BatchResult
+from lago_segment.cli._conventions import plural
 from lago_segment.errors import LagoSegmentError
-from lago_segment.lago import LagoEvent
+
+if TYPE_CHECKING:  # annotations only: the CLI's parser imports this module light
+    from lago_segment.cli._input import Item
+    from lago_segment.client import BatchResult
+    from lago_segment.lago import LagoEvent
 
 __all__ = [
     "Checkpoint",
@@ -35,13 +38,7 @@ __all__ = [
     "Progress",
     "Tally",
     "default_checkpoint_path",
-    "plural",
 ]
-
-
-def plural(count: int, word: str) -> str:
-    """``1 event``, ``2 events``: a count with its noun."""
-    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 @attrs.define

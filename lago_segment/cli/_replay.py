@@ -1,22 +1,24 @@
 """The ``replay`` command's run: read, map, send in batches, keep the checkpoint.
 
-:class:`Replay` drives one run; :class:`Signals` makes SIGINT and SIGTERM stop it
-only between batches, so the checkpoint and the dead-letter file always agree
-with what Lago stored. The bookkeeping (checkpoint, ledger, dead letters,
-progress line) is in :mod:`lago_segment.cli._ledger`.
+:class:`Replay` drives one run; it records each batch's outcome inside
+:meth:`Signals.deferred <lago_segment.cli._signals.Signals.deferred>`, so SIGINT
+and SIGTERM stop it only between batches and the checkpoint and the
+dead-letter file always agree with what Lago stored. The bookkeeping
+(checkpoint, ledger, dead letters, progress line) is in
+:mod:`lago_segment.cli._ledger`.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from lago_segment.cli._commands import (
+from lago_segment._types import US_API_URL
+from lago_segment.cli._commands import map_item, summary
+from lago_segment.cli._conventions import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -25,10 +27,8 @@ from lago_segment.cli._commands import (
     EXIT_USAGE,
     UsageError,
     err,
-    map_item,
-    summary,
+    plural,
 )
-from lago_segment.cli._ledger import plural
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,82 +36,12 @@ if TYPE_CHECKING:
 
     from lago_segment.cli._input import Item, Source
     from lago_segment.cli._ledger import Checkpoint, Mark
+    from lago_segment.cli._signals import Signals
     from lago_segment.client import BatchResult, LagoClient
     from lago_segment.lago import LagoEvent
     from lago_segment.mapping import MappingSpec
 
     _Posted: TypeAlias = "tuple[BatchResult, float]"  # a batch's result, and its seconds
-
-
-@contextlib.contextmanager
-def quiet_library_logs() -> Iterator[None]:
-    """The CLI reports every outcome itself, once: without this, the library's
-    warnings would repeat them (through logging's last-resort handler) on every batch."""
-    import logging
-
-    logger = logging.getLogger("lago_segment")
-    quiet = logging.NullHandler()
-    propagate = logger.propagate
-    logger.addHandler(quiet)
-    logger.propagate = False
-    try:
-        yield
-    finally:
-        logger.removeHandler(quiet)
-        logger.propagate = propagate
-
-
-class Signals:
-    """SIGINT and SIGTERM both stop a run like Ctrl-C, but never inside a critical section.
-
-    A signal raises :class:`KeyboardInterrupt`; one that arrives while
-    :meth:`deferred` is active (a batch's outcome being recorded) is raised
-    when the section ends, so the dead-letter file and the checkpoint always
-    agree with what Lago stored.
-    """
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._depth = 0
-        self._pending = False
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> Signals:
-        import signal
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                if signal.getsignal(signum) is signal.SIG_IGN:
-                    continue  # e.g. SIGINT for a background job, or under nohup: keep ignoring
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        import signal
-
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.received is None:
-            self.received = signum
-        if self._depth:
-            self._pending = True
-        else:
-            raise KeyboardInterrupt
-
-    @contextlib.contextmanager
-    def deferred(self) -> Iterator[None]:
-        """Hold signals back until the block ends."""
-        self._depth += 1
-        try:
-            yield
-        finally:
-            self._depth -= 1
-            if not self._depth and self._pending:
-                self._pending = False
-                raise KeyboardInterrupt
 
 
 class _Stop(Exception):
@@ -125,32 +55,6 @@ def _display_url(url: str) -> str:
     parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=host))
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def scrubber(secret: str) -> Callable[[str], str]:
-    """A function that replaces ``secret`` (as is, stripped, or escaped) in a text."""
-    forms = {secret, secret.strip(), repr(secret)[1:-1]}
-    forms.add(repr(secret.encode("utf-8", "surrogateescape"))[2:-1])
-    # A form shorter than 8 characters is no real key, and would blank out words.
-    ordered = sorted((f for f in forms if len(f) >= 8), key=len, reverse=True)
-
-    def scrub(text: str) -> str:
-        for form in ordered:
-            text = text.replace(form, "[LAGO_API_KEY]")
-        return text
-
-    return scrub
 
 
 class Replay:
@@ -168,6 +72,7 @@ class Replay:
         signals: Signals,
     ) -> None:
         from lago_segment.cli._ledger import DeadLetters, Ledger, Progress, Tally
+        from lago_segment.client._redact import Redactor
 
         self.args = args
         self.spec = spec
@@ -175,7 +80,9 @@ class Replay:
         self.checkpoint = checkpoint
         self.start = start
         self.signals = signals
-        self.scrub = scrubber(api_key)
+        # The client's: the key as is, in a bytes repr, JSON-escaped or percent-encoded,
+        # and the --api-url's user:password.
+        self.redact = Redactor.for_client(api_key, args.api_url)
         self.tally = Tally()
         self.ledger = Ledger(start)
         self.pending: deque[tuple[Item, LagoEvent]] = deque()
@@ -221,7 +128,7 @@ class Replay:
             raise UsageError(f"{what}: {exc.strerror or exc} (see --checkpoint)") from None
 
     def report(self, message: str) -> None:
-        text = self.scrub(message)
+        text = self.redact(message)
         with self.report_lock:  # the senders' retry notice comes from their threads
             if self.progress is not None:
                 self.progress.message(text)
@@ -233,6 +140,7 @@ class Replay:
         from urllib.parse import urlsplit
 
         from lago_segment.client import LagoClient, RetryPolicy
+        from lago_segment.client._urls import _is_loopback
         from lago_segment.errors import ConfigurationError
 
         def sleep(seconds: float) -> None:
@@ -261,7 +169,7 @@ class Replay:
                     "--allow-insecure-http if the host is on a private network you trust "
                     "(e.g. http://lago-api:3000 in a Docker network)"
                 ) from None
-            raise UsageError(self.scrub(str(exc))) from None
+            raise UsageError(self.redact(str(exc))) from None
         parts = urlsplit(client.api_url)
         if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
             err(
@@ -403,8 +311,7 @@ class Replay:
         from lago_segment.errors import LagoAPIError
 
         position = {id(event): item for item, event in batch}
-        self.tally.delivered += len(result.delivered)
-        self.tally.duplicates += len(result.duplicates)
+        self.tally.add(result)
         for event in (*result.delivered, *result.duplicates):
             self.ledger.settle(position[id(event)].position)
         stop = None
@@ -412,11 +319,10 @@ class Replay:
             item = position[id(failure.event)]
             error = failure.error
             status = error.status_code if isinstance(error, LagoAPIError) else None
-            self.tally.failed += 1
             if status is None or status in (401, 403, 404, 408, 429) or status >= 500:
                 stop = stop or error  # nothing about this event: later ones would fail too
                 continue
-            text = self.scrub(str(error))
+            text = self.redact(str(error))
             kind = "permanent" if failure.permanent else "gave up retrying"
             self.report(f"{item.where}: not stored ({kind}): {text}")
             if self.dead.enabled:
@@ -437,8 +343,8 @@ class Replay:
 
         tried = f"gave up after {plural(attempts, 'attempt')} in {self.elapsed:.0f} s"
         if not isinstance(error, LagoAPIError):
-            return f"cannot reach Lago at {self.url}: {self.scrub(str(error))} ({tried}). Stopped"
-        said = self.scrub(str(error))
+            return f"cannot reach Lago at {self.url}: {self.redact(str(error))} ({tried}). Stopped"
+        said = self.redact(str(error))
         if error.status_code in (401, 403):
             return (
                 f"Lago at {self.url} refused the API key: {said}. Check LAGO_API_KEY, and "
@@ -447,7 +353,7 @@ class Replay:
         if error.status_code == 404:
             return (
                 f"Lago at {self.url} has no events API ({self.url}/api/v1/events/batch: {said}): "
-                "check --api-url, the origin of your Lago API (e.g. https://api.getlago.com). "
+                f"check --api-url, the origin of your Lago API (e.g. {US_API_URL}). "
                 "Stopped"
             )
         return f"Lago at {self.url} still answered {said} ({tried}). Stopped"
@@ -476,7 +382,7 @@ class Replay:
         if self.progress is not None:
             complete = self.source.exhausted and not self.pending
             self.progress.update(self.tally, final=True, complete=complete)
-        err(self.scrub(summary(self.tally, sent=True)))
+        err(self.redact(summary(self.tally, sent=True)))
         settled = 0 if self.saved is None else self.saved.position
         if self.checkpoint is None:
             where = "no checkpoint (stdin without --checkpoint)"

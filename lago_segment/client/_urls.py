@@ -6,10 +6,10 @@ import ipaddress
 
 import httpx
 
+from lago_segment._types import EU_API_URL, US_API_URL
 from lago_segment.errors import ConfigurationError
 
-US_API_URL = "https://api.getlago.com"
-EU_API_URL = "https://api.eu.getlago.com"
+__all__ = ["EU_API_URL", "US_API_URL", "check_api_url"]
 
 
 def check_api_url(api_url: str, *, allow_insecure_http: bool) -> str:

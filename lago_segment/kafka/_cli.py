@@ -15,12 +15,14 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from lago_segment._types import US_API_URL
+
 if TYPE_CHECKING:
     from ._stats import ConsumerStats
 
 __all__ = ["add_consume_parser", "parse_setting"]
 
-_DEFAULT_API_URL = "https://api.getlago.com"
+_DEFAULT_API_URL = US_API_URL
 
 _EPILOG = """\
 Delivery: offsets are committed only for messages whose Lago events are all
