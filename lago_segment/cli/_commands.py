@@ -33,18 +33,12 @@ if TYPE_CHECKING:
     from lago_segment.lago import LagoEvent
     from lago_segment.mapping import MappingSpec
 
-# EXIT_FAILED, EXIT_OK and UsageError are listed too: kafka/_cli.py imports them from here.
 __all__ = [
-    "EXIT_FAILED",
-    "EXIT_OK",
-    "EXIT_USAGE",
-    "UsageError",
     "cmd_check",
     "cmd_explain",
     "cmd_fake_lago",
     "cmd_map",
     "cmd_replay",
-    "err",
     "load_spec",
     "map_item",
     "summary",

@@ -15,14 +15,12 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from lago_segment._types import US_API_URL
+from lago_segment.cli._parser import _add_api_url
 
 if TYPE_CHECKING:
     from ._stats import ConsumerStats
 
 __all__ = ["add_consume_parser", "parse_setting"]
-
-_DEFAULT_API_URL = US_API_URL
 
 _EPILOG = """\
 Delivery: offsets are committed only for messages whose Lago events are all
@@ -130,12 +128,7 @@ def add_consume_parser(
         default="lago-segment-dead-letter",
         help="where malformed messages and events Lago rejects go (default: %(default)s)",
     )
-    consume.add_argument(
-        "--api-url",
-        metavar="URL",
-        default=os.environ.get("LAGO_API_URL", _DEFAULT_API_URL),
-        help="Lago's origin (default: $LAGO_API_URL, else %(default)s)",
-    )
+    _add_api_url(consume, "Lago's origin (default: $LAGO_API_URL, else %(default)s)")
     _add_number(consume, "--timeout", float, 10.0, "seconds per HTTP request")
     sink = consume.add_argument_group(
         "Lago's raw-events topic (self-hosted Lago; instead of the REST API)"
@@ -183,7 +176,8 @@ def _say(message: str) -> None:
 
 def run_consume(args: argparse.Namespace) -> int:
     """Run ``lago-segment consume``; returns the exit code."""
-    from lago_segment.cli._commands import EXIT_FAILED, EXIT_OK, UsageError, load_spec
+    from lago_segment.cli._commands import load_spec
+    from lago_segment.cli._conventions import EXIT_FAILED, EXIT_OK, UsageError
     from lago_segment.errors import LagoSegmentError
 
     if args.batch_size > 100:
@@ -238,7 +232,7 @@ def run_consume(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace, config: dict[str, Any]) -> Any:
-    from lago_segment.cli._commands import UsageError
+    from lago_segment.cli._conventions import UsageError
 
     if args.raw_events_topic is None:
         if args.organization_id is not None:

@@ -16,6 +16,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from lago_segment._http import mask
+from lago_segment._types import US_API_URL
 from lago_segment.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -122,7 +123,7 @@ class LagoPublicKey:
 
     @classmethod
     def from_lago(
-        cls, api_key: str, *, api_url: str = "https://api.getlago.com", timeout: float = 10.0
+        cls, api_key: str, *, api_url: str = US_API_URL, timeout: float = 10.0
     ) -> LagoPublicKey:
         """A key fetched from Lago (once, on first use) with ``api_key``."""
         from lago_segment.client._urls import check_api_url
