@@ -276,7 +276,7 @@ def _error_codes(error: BaseException) -> tuple[str, str | None]:
     return type(error).__name__, lago_code
 
 
-class _Item(Protocol):
+class _Queued(Protocol):
     @property
     def event(self) -> LagoEvent: ...
 
@@ -332,7 +332,7 @@ class ForwarderMetrics:
         return slots
 
     def items(
-        self, outcome: str, items: Sequence[_Item], error: BaseException | None = None
+        self, outcome: str, items: Sequence[_Queued], error: BaseException | None = None
     ) -> None:
         """``items`` ended as ``outcome`` (enqueued and dropped ones are mapped, too)."""
         if error is not None:
@@ -356,7 +356,7 @@ class ForwarderMetrics:
     def settled(
         self,
         result: BatchResult | None,
-        failures: Sequence[tuple[_Item, BaseException, bool]],
+        failures: Sequence[tuple[_Queued, BaseException, bool]],
         kept: Collection[int],
     ) -> None:
         """A batch settled: what Lago stored, what failed, what is kept to retry.

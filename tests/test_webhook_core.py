@@ -338,7 +338,7 @@ def test_without_any_callback_failures_are_logged(
 def test_the_docstring_examples_run() -> None:
     import doctest
 
-    from lago_segment.webhook import _core
+    from lago_segment.webhook import _receiver
 
-    result = doctest.testmod(_core)
+    result = doctest.testmod(_receiver)
     assert (result.failed, result.attempted > 0) == (0, True)

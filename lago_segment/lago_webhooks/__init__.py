@@ -26,13 +26,13 @@ Example::
 from __future__ import annotations
 
 from lago_segment.lago_webhooks._asgi import LagoWebhookASGIApp, asgi_app
-from lago_segment.lago_webhooks._core import (
+from lago_segment.lago_webhooks._dead_letter import DeadLetterFile
+from lago_segment.lago_webhooks._receiver import (
     DEFAULT_MAX_BODY_BYTES,
     LagoWebhookResponse,
     SeenWebhooks,
     handle,
 )
-from lago_segment.lago_webhooks._dead_letter import DeadLetterFile
 from lago_segment.lago_webhooks._rejected import (
     REASONS,
     RejectedCallback,

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from lago_segment._http import ASGIEndpointApp
-from lago_segment.lago_webhooks._core import (
+from lago_segment.lago_webhooks._receiver import (
     DEFAULT_MAX_BODY_BYTES,
     Endpoint,
     LagoWebhookResponse,

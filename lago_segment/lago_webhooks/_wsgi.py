@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from lago_segment._http import WSGIEndpointApp
-from lago_segment.lago_webhooks._core import DEFAULT_MAX_BODY_BYTES, Endpoint
+from lago_segment.lago_webhooks._receiver import DEFAULT_MAX_BODY_BYTES, Endpoint
 from lago_segment.lago_webhooks._rejected import RejectedCallback
 from lago_segment.lago_webhooks._signatures import LagoPublicKey
 

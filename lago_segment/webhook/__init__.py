@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from lago_segment._types import ErrorCallback, SupportsForward
 from lago_segment.webhook._asgi import ASGIApp, asgi_app
-from lago_segment.webhook._core import DEFAULT_MAX_BODY_BYTES, WebhookResponse, handle, sign
+from lago_segment.webhook._receiver import DEFAULT_MAX_BODY_BYTES, WebhookResponse, handle, sign
 from lago_segment.webhook._wsgi import WSGIApp, wsgi_app
 
 __all__ = [

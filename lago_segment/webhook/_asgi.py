@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lago_segment._http import ASGIEndpointApp, Receive, Scope, Send
 from lago_segment._types import ErrorCallback, SupportsForward
-from lago_segment.webhook._core import DEFAULT_MAX_BODY_BYTES, Endpoint
+from lago_segment.webhook._receiver import DEFAULT_MAX_BODY_BYTES, Endpoint
 
 __all__ = ["ASGIApp", "asgi_app"]
 
