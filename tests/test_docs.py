@@ -97,3 +97,35 @@ def test_the_first_pages_bring_their_own_fake_lago(page: Path) -> None:
 
 def test_the_runner_finds_the_readme_example() -> None:
     assert python_blocks(ROOT / "README.md"), "README.md lost its Python example"
+
+
+def _drawn_tree() -> dict[str, set[str]]:
+    """The files each box of how-it-works.md's package tree names, by box id."""
+    text = (ROOT / "docs" / "how-it-works.md").read_text(encoding="utf-8")
+    tree = text[text.index("digraph tree {") :]
+    tree = tree[: tree.index("```")]
+    boxes = re.findall(r"^    (\w+) \[label=<(.*?)>\];$", tree, flags=re.M | re.S)
+    return {
+        box: {
+            module or title
+            for module, title in re.findall(
+                r'<font face="Courier">([\w.]+)</font>|<b>([\w.]+\.py)</b>', label
+            )
+        }
+        for box, label in boxes
+    }
+
+
+def test_the_drawn_package_tree_names_every_file_of_the_package() -> None:
+    package = ROOT / "lago_segment"
+    drawn = _drawn_tree()
+    top = {p.name for p in package.glob("*.py*") if p.suffix in (".py", ".pyi")}
+    named_at_top = set().union(*(files for box, files in drawn.items() if box.startswith("top_")))
+    assert named_at_top == top
+    for directory in sorted(p for p in package.iterdir() if (p / "__init__.py").exists()):
+        files = {
+            p.name
+            for p in directory.iterdir()
+            if p.suffix in (".py", ".pyi") and p.name != "__init__.py"
+        }
+        assert drawn.get(directory.name) == files, directory.name

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-import lago_segment.testing
 from lago_segment.lago import LagoEvent
 from lago_segment.testing._fixture import FakeLagoFixture
 
@@ -114,12 +113,6 @@ def _dedent(source: str) -> str:
     return textwrap.dedent(source)
 
 
-@pytest.mark.xfail(
-    "FakeLagoFixture" not in lago_segment.testing.__all__,
-    reason="lago_segment/testing/__init__.py still imports FakeLago (httpx) eagerly: "
-    "make its re-exports lazy (see the CLI/testing-kit report)",
-    strict=True,
-)
 def test_importing_the_plugin_does_not_import_httpx() -> None:
     code = (
         f"import sys, {PLUGIN}; "
