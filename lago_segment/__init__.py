@@ -22,5 +22,5 @@ from . import errors as errors
 from ._lazy import attach_stub
 
 __getattr__, __dir__, __all__ = attach_stub(
-    __name__, deprecated={"ForwardingError": "ForwardingFailure"}
+    __name__, deprecated={"ForwardingError": "ForwardingFailure", "Settings": "HandlerSettings"}
 )

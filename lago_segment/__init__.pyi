@@ -63,7 +63,6 @@ from .forwarder import (
     ForwardingFailure as ForwardingFailure,
     HandlerRetry as HandlerRetry,
     HandlerSettings as HandlerSettings,
-    Settings as Settings,
 )
 from .lago import LagoEvent as LagoEvent
 from .mapping import (
@@ -71,5 +70,6 @@ from .mapping import (
     MappingSpec as MappingSpec,
 )
 
-# Deprecated alias (warns at run time through _lazy.attach_stub's `deprecated`).
+# Deprecated aliases (they warn at run time, through attach_stub's `deprecated`).
 ForwardingError = ForwardingFailure
+Settings = HandlerSettings

@@ -91,6 +91,16 @@ def test_settings_is_the_handler_settings_class() -> None:
     assert Settings is HandlerSettings is lago_segment.HandlerSettings
 
 
+def test_top_level_settings_is_a_deprecated_alias_of_handler_settings() -> None:
+    # At the top, "Settings" reads as the library's settings: it is a handler's.
+    import lago_segment
+
+    with pytest.warns(DeprecationWarning, match="use lago_segment.HandlerSettings"):
+        alias = lago_segment.Settings
+    assert alias is lago_segment.HandlerSettings
+    assert "Settings" not in lago_segment.__all__
+
+
 def _package(root: Path, name: str, stub: str | None) -> None:
     package = root / name
     package.mkdir()
