@@ -239,8 +239,12 @@ class ASGIEndpointApp(EndpointApp[E]):
         return response
 
     async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve a scope that is neither HTTP nor lifespan: raises :class:`ValueError`."""
-        raise ValueError(f"{self._serves} serves HTTP, not {scope['type']!r}")
+        """Close a WebSocket connection (403); raise :class:`ValueError` for other scopes."""
+        if scope["type"] != "websocket":
+            raise ValueError(f"{self._serves} serves HTTP, not {scope['type']!r}")
+        # Answered, not raised: a stray WebSocket client is no reason for a traceback.
+        if (await receive())["type"] == "websocket.connect":
+            await send({"type": "websocket.close", "code": 1008})
 
     async def _startup(self) -> None:
         """Run at the lifespan's start-up, before it is reported complete."""

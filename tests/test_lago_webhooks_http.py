@@ -4,6 +4,7 @@ receiver, served by uvicorn (ASGI) or wsgiref (WSGI), in hmac and jwt modes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -197,7 +198,24 @@ def test_an_unsigned_webhook_over_http_is_refused(fake, server):
         wrong_method = httpx.get(url)
     assert response.status_code == 401
     assert (wrong_path.status_code, wrong_method.status_code) == (404, 405)
+    assert wrong_method.headers["Allow"] == "POST"
     assert got == []
+
+
+def test_the_asgi_app_closes_a_websocket_instead_of_raising(fake):
+    lago, _ = fake
+    inbox = iter([{"type": "websocket.connect"}])
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(inbox)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    app = asgi_app(print, hmac_key=lago.webhook_hmac_key)
+    asyncio.run(app({"type": "websocket", "path": "/"}, receive, send))
+    assert sent == [{"type": "websocket.close", "code": 1008}]
 
 
 def test_the_asgi_app_fetches_the_public_key_at_start_up(fake):

@@ -79,8 +79,9 @@ def asgi_app(
     start-up); ``on_rejected`` callbacks and/or ``dead_letter`` (a JSON-lines
     file, see :class:`DeadLetterFile`); ``spec`` to trace transaction ids to
     their rules. ``path``, when given, is the only path answered (404
-    elsewhere). Callbacks run in a worker thread, not on the event loop. See
-    :func:`handle` for the answers.
+    elsewhere); only POST is accepted (405, with ``Allow: POST``, otherwise).
+    A WebSocket connection is closed (403). Callbacks run in a worker thread,
+    not on the event loop. See :func:`handle` for the answers.
     """
     return LagoWebhookASGIApp(
         Endpoint.create(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lago_segment._http import ASGIEndpointApp, Receive, Scope, Send
+from lago_segment._http import ASGIEndpointApp
 from lago_segment._types import ErrorCallback, SupportsForward
 from lago_segment.webhook._receiver import DEFAULT_MAX_BODY_BYTES, Endpoint
 
@@ -15,15 +15,6 @@ class ASGIApp(ASGIEndpointApp[Endpoint]):
     __slots__ = ()
 
     _serves = "the Segment webhook app"
-
-    async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Close a WebSocket connection (403); raise :class:`ValueError` for other scopes."""
-        if scope["type"] != "websocket":
-            await super()._not_http(scope, receive, send)
-            return
-        # Answered, not raised: a stray WebSocket client is no reason for a traceback.
-        if (await receive())["type"] == "websocket.connect":
-            await send({"type": "websocket.close", "code": 1008})
 
 
 def asgi_app(
