@@ -120,7 +120,23 @@ def _require_id(name: str, value: object) -> str:
         raise InvalidLagoEvent(name, f"must be a string, not {type(value).__name__}")
     if not value.strip():
         raise InvalidLagoEvent(name, "must not be empty")
+    _check_text(name, value)
     return value
+
+
+def _check_text(field: str, value: str) -> None:
+    # A lone UTF-16 surrogate (JSON's "\ud800") is not Unicode text: no UTF-8
+    # form, so Lago cannot store it, and one in a batch request would fail
+    # every event of it. Refused here, one event alone. Only non-ASCII text
+    # gets here (str.isascii() is O(1) on the hot path).
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidLagoEvent(
+            field,
+            f"holds a lone UTF-16 surrogate ({value[exc.start]!r} at index {exc.start}): "
+            "not valid Unicode text, which Lago cannot store",
+        ) from None
 
 
 def _check_number(field: str, value: int | float | Decimal) -> None:
@@ -164,6 +180,7 @@ def _copy_properties(value: object) -> dict[str, PropertyValue]:
 def _check_property(key: object, item: object) -> None:
     if not isinstance(key, str):
         raise InvalidLagoEvent("properties", f"keys must be strings, not {key!r}")
+    _check_text("properties", key)
     field = f"properties.{key}"
     if isinstance(item, bool) or not isinstance(item, (str, int, float, Decimal)):
         kind = "null" if item is None else type(item).__name__
@@ -172,7 +189,9 @@ def _check_property(key: object, item: object) -> None:
             f"is {kind}; Lago accepts only strings and numbers as property values "
             "(convert it explicitly, e.g. with @string in a mapping spec)",
         )
-    if not isinstance(item, str):
+    if isinstance(item, str):
+        _check_text(field, item)
+    else:
         _check_number(field, item)
 
 
@@ -287,11 +306,19 @@ class LagoEvent:
         # Written by hand rather than generated with a converter per field:
         # every forwarded event is built here. The common, valid case is
         # checked inline; the helpers run only to raise the precise error.
-        if type(transaction_id) is not str or not transaction_id.strip():
+        if (
+            type(transaction_id) is not str
+            or not transaction_id.isascii()
+            or not transaction_id.strip()
+        ):
             _require_id("transaction_id", transaction_id)
-        if type(external_subscription_id) is not str or not external_subscription_id.strip():
+        if (
+            type(external_subscription_id) is not str
+            or not external_subscription_id.isascii()
+            or not external_subscription_id.strip()
+        ):
             _require_id("external_subscription_id", external_subscription_id)
-        if type(code) is not str or not code.strip():
+        if type(code) is not str or not code.isascii() or not code.strip():
             _require_id("code", code)
         if type(timestamp) is int:
             if not MIN_UNIX_SECONDS <= timestamp <= MAX_UNIX_SECONDS:
@@ -309,7 +336,14 @@ class LagoEvent:
         has_decimal = False
         for key, item in props.items():
             kind = type(item)
-            if type(key) is str and (kind is str or (kind is int and _NEG_LIMIT < item < _LIMIT)):
+            if (
+                type(key) is str
+                and key.isascii()
+                and (
+                    (kind is str and item.isascii())
+                    or (kind is int and _NEG_LIMIT < item < _LIMIT)
+                )
+            ):
                 continue
             _check_property(key, item)
             has_decimal = has_decimal or isinstance(item, Decimal)

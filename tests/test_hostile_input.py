@@ -101,6 +101,40 @@ def test_a_forwarder_reports_the_oversized_amount_alone_and_delivers_the_rest() 
     assert isinstance(errors[0].error, MappingError)
 
 
+def test_a_forwarder_reports_a_lone_surrogate_alone_and_delivers_the_rest() -> None:
+    # JSON's "\ud800" parses to a str with no UTF-8 form: in a batch request it
+    # would fail the other events with it, so it is refused in its own event.
+    errors: list[ForwardingFailure] = []
+    spec = MappingSpec.from_dict(
+        {
+            "rules": [
+                {
+                    "name": "calls",
+                    "when": 'type = "track"',
+                    "code": "api_calls",
+                    "external_subscription_id": {"@path": "$.properties.sub"},
+                    "properties": {"note": {"@path": "$.properties.note"}},
+                }
+            ]
+        }
+    )
+    batch = [track(n, "1") for n in range(5)]
+    for n, item in enumerate(batch):
+        item["properties"]["note"] = "caf\u00e9 \ud800" if n == 2 else "caf\u00e9"
+    with FakeLagoFixture() as lago:
+        forwarder = lago.forwarder(
+            spec, mapping_errors="report", on_error=errors.append, flush_at_exit=False
+        )
+        for event in parse_batch(json.dumps({"batch": batch})):  # "\\ud800" on the wire
+            forwarder.forward(event)
+        forwarder.flush()
+        lago.assert_stored(transaction_ids=["m0", "m1", "m3", "m4"])
+    assert [(e.stage, e.message_id) for e in errors] == [("mapping", "m2")]
+    assert "properties.note: holds a lone UTF-16 surrogate ('\\ud800' at index 5)" in str(
+        errors[0].error
+    )
+
+
 # --- section 4: parsers raise only the library's errors --------------------------------
 
 

@@ -285,3 +285,49 @@ def test_a_decimal_property_is_sent_in_plain_notation(value: Decimal, sent: str)
     )  # fmt: skip
     assert event.to_dict()["properties"] == {"amount": sent}
     assert LagoEvent.from_dict(event.to_dict()).properties == {"amount": sent}
+
+
+# -- text Lago can store: no lone UTF-16 surrogates --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"transaction_id": "m-\ud800"}, "transaction_id"),
+        ({"external_subscription_id": "sub-\udfff"}, "external_subscription_id"),
+        ({"code": "\ud83d"}, "code"),
+        ({"properties": {"note": "caf\u00e9 \ud800"}}, "properties.note"),
+        ({"properties": {"k\ud800": "v"}}, "properties"),
+    ],
+)
+def test_a_lone_surrogate_is_refused_naming_the_field_and_index(
+    overrides: dict[str, object], field: str
+) -> None:
+    with pytest.raises(InvalidLagoEvent, match="lone UTF-16 surrogate") as info:
+        make(**overrides)
+    assert info.value.field == field
+    assert "at index" in str(info.value)
+
+
+def test_non_ascii_text_and_surrogate_pairs_as_text_are_kept() -> None:
+    event = make(code="caf\u00e9", properties={"emoji": "\U0001f600", "\u00e9t\u00e9": "\u2603"})
+    assert event.to_dict()["properties"] == {"emoji": "\U0001f600", "\u00e9t\u00e9": "\u2603"}
+
+
+@settings(deadline=None)  # a loaded machine makes no example a failure
+@given(
+    st.text(
+        # Every code point, surrogates included, and often the ones that matter here.
+        alphabet=st.characters(exclude_categories=())
+        | st.sampled_from(["\ud800", "\udfff", "\U0001f600", "\u00e9"]),
+        max_size=20,
+    )
+)
+def test_any_text_is_kept_exactly_or_refused_for_a_surrogate(text: str) -> None:
+    if any("\ud800" <= c <= "\udfff" for c in text):
+        with pytest.raises(InvalidLagoEvent, match="lone UTF-16 surrogate"):
+            make(properties={"note": text})
+    else:
+        event = make(properties={"note": text})
+        assert event.to_dict()["properties"] == {"note": text}
+        text.encode("utf-8")  # what goes on the wire has a UTF-8 form
