@@ -47,6 +47,15 @@ def test_json_as_mapping_kit(mode: str, foo: Any, expected: Any) -> None:
     assert transform(mapping, {"foo": foo}) == expected
 
 
+def test_json_encode_orders_integer_like_keys_as_javascript() -> None:
+    # JSON.stringify lists array-index keys first, ascending, then the others in
+    # insertion order: JSON.stringify({b: 1, "10": 1, "2": 1, a: 1, "02": 1, "-1": 1})
+    # is '{"2":1,"10":1,"b":1,"a":1,"02":1,"-1":1}'.
+    payload = {"o": {"b": 1, "10": 1, "2": 1, "a": 1, "02": 1, "-1": 1, "4294967295": 1}}
+    encoded = transform({"@json": {"mode": "encode", "value": {"@path": "$.o"}}}, payload)
+    assert encoded == '{"2":1,"10":1,"b":1,"a":1,"02":1,"-1":1,"4294967295":1}'
+
+
 def test_json_encode_of_nothing_is_nothing() -> None:
     # 'invalid value': the key is left out.
     mapping = {"@json": {"mode": "encode", "value": {"@path": "$.bad"}}}
@@ -90,6 +99,25 @@ def test_flatten_custom_separator_and_nested_arrays() -> None:
         "a.0.b": 1,
         "a.1.c": 2,
     }
+
+
+@pytest.mark.parametrize("value", ["text", 5, None, True])
+def test_flatten_of_a_plain_value_keys_it_with_the_empty_prefix(value: Any) -> None:
+    # flatten.ts: a value that is neither object nor (flattened) array gives
+    # `{ [prefix]: input }`, and the directive's prefix is ''.
+    assert transform({"@flatten": {"value": value, "separator": "."}}, {}) == {"": value}
+
+
+def test_flatten_of_an_array_with_omit_arrays_keys_it_with_the_empty_prefix() -> None:
+    mapping = {"@flatten": {"value": [1, 2], "separator": ".", "omitArrays": True}}
+    assert transform(mapping, {}) == {"": [1, 2]}
+
+
+def test_flatten_of_nothing_is_nothing() -> None:
+    # A deliberate difference: mapping-kit gives {"": undefined}, which its
+    # removeUndefined turns into {}; nothing to flatten here leaves the field out.
+    mapping = {"@flatten": {"value": {"@path": "$.absent"}, "separator": "."}}
+    assert transform(mapping, {}) is MISSING
 
 
 def test_flatten_omit_arrays_must_be_a_boolean() -> None:

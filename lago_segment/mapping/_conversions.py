@@ -150,12 +150,19 @@ def to_string(value: Any) -> Any:
 
 
 def flatten(value: Any, separator: str, omit_arrays: bool = False) -> Any:
-    """``@flatten``: nested keys joined by ``separator`` (mapping-kit's flattenObject)."""
+    """``@flatten``: nested keys joined by ``separator`` (mapping-kit's flattenObject).
+
+    A value with nothing to flatten (a string, a number, ``null``) becomes
+    ``{"": value}``, as mapping-kit's ``flattenObject(5)`` gives ``{"": 5}``;
+    a missing value stays missing.
+    """
     # mapping-kit's flattenObject: nested keys joined by the separator; with
     # omitArrays, an array is a value rather than something to flatten.
+    if value is MISSING:
+        return MISSING
     flattens = (Mapping,) if omit_arrays else (Mapping, list)
     if not isinstance(value, flattens):
-        return value
+        return {"": value}
     flat: dict[str, Any] = {}
     # Iterative, so a deeply nested event cannot exhaust the stack.
     stack: list[tuple[str, Any]] = [("", value)]

@@ -85,6 +85,34 @@ def js_string(value: Any) -> str:
 _dumps_string = json.JSONEncoder(ensure_ascii=False).encode
 
 
+_MAX_ARRAY_INDEX = 2**32 - 2
+
+
+def _is_array_index(key: str) -> bool:
+    """True for a key JavaScript treats as an array index ("0", "7", not "07" or "-1")."""
+    return (
+        key.isascii()
+        and key.isdigit()
+        and (key == "0" or key[0] != "0")
+        and int(key) <= _MAX_ARRAY_INDEX
+    )
+
+
+def _js_ordered(value: Mapping[Any, Any]) -> list[tuple[str, Any]]:
+    """An object's members in JavaScript's order: array-index keys ascending, then the rest.
+
+    ``JSON.stringify({"b": 1, "2": 1, "1": 1})`` is ``{"1":1,"2":1,"b":1}``:
+    a JavaScript object lists its integer-like keys first, in numeric order,
+    then its other keys in insertion order.
+    """
+    items = [(str(k), v) for k, v in value.items()]
+    indices = [item for item in items if _is_array_index(item[0])]
+    if not indices:
+        return items
+    indices.sort(key=lambda item: int(item[0]))
+    return indices + [item for item in items if not _is_array_index(item[0])]
+
+
 def json_text(value: Any) -> str:
     """``JSON.stringify`` of a resolved value: compact, numbers written as JavaScript does.
 
@@ -105,8 +133,8 @@ def json_text(value: Any) -> str:
         return (
             "{"
             + ",".join(
-                f"{_dumps_string(str(k))}:{json_text(v)}"
-                for k, v in value.items()
+                f"{_dumps_string(k)}:{json_text(v)}"
+                for k, v in _js_ordered(value)
                 if v is not MISSING
             )
             + "}"
