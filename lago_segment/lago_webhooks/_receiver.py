@@ -1,9 +1,13 @@
-"""The no-I/O core of the Lago webhook receiver: bytes and headers in, a response out.
+"""The core of the Lago webhook receiver: bytes and headers in, a response out.
 
 :func:`handle` verifies a webhook (with :mod:`._signatures`), skips one
 already handled (:class:`SeenWebhooks`), and hands each record of an
 ``events.errors`` (:mod:`._rejected`) to the callbacks; :class:`Endpoint` is
-that configuration as the ASGI and WSGI apps hold it.
+that configuration as the ASGI and WSGI apps hold it. It opens no socket
+itself, but what it is given may do I/O: a :class:`LagoPublicKey` not yet
+loaded fetches Lago's key on first use (the ASGI app fetches it at start-up
+and before a jwt webhook, off the event loop), and the callbacks (a
+:class:`DeadLetterFile`, for one) write where they write.
 """
 
 from __future__ import annotations
