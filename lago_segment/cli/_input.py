@@ -16,7 +16,6 @@ to :data:`MAX_BATCH_FILE_BYTES`.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import io
 import json
@@ -33,8 +32,8 @@ import attrs
 from lago_segment.errors import InvalidEventPayload, InvalidLagoEvent, LagoSegmentError
 from lago_segment.events import SegmentEvent, parse_batch, parse_event
 from lago_segment.events._files import (
-    GZIP_MAGIC,
     LINE_LIMIT,
+    describe_unreadable,
     gunzipped,
     overlong_problem,
     read_lines,
@@ -205,24 +204,7 @@ class Source:
 
     def _unreadable(self, exc: BaseException, lines: int) -> str:
         after = f" (after line {lines})" if lines else ""
-        if isinstance(exc, EOFError):
-            return (
-                f"{self.name}: not a valid gzip file: it ends before gzip's end-of-stream "
-                f"marker (truncated?){after}"
-            )
-        if isinstance(exc, gzip.BadGzipFile):
-            return f"{self.name}: not a valid gzip file: {_gzip_problem(exc)}{after}"
-        if isinstance(exc, zlib.error):
-            return f"{self.name}: not a valid gzip file: corrupt compressed data{after}"
-        strerror = exc.strerror if isinstance(exc, OSError) else None
-        return f"{self.name}: cannot read: {strerror or exc}{after}"
-
-
-def _gzip_problem(exc: gzip.BadGzipFile) -> str:
-    text = str(exc)
-    if text.startswith("Not a gzipped file"):
-        return "it does not start with gzip's magic bytes"
-    return text[:1].lower() + text[1:]
+        return f"{self.name}: {describe_unreadable(exc)}{after}"
 
 
 def _too_long(number: int, line: bytes, size: int, name: str, lago: bool) -> Item:
@@ -407,12 +389,12 @@ def read_event_argument(argument: str) -> SegmentEvent:
             raise IsADirectoryError(21, "Is a directory", argument)
         with open(argument, "rb") as f:
             data = f.read(MAX_BATCH_FILE_BYTES + 1)
-    if isinstance(data, bytes) and data[:2] == GZIP_MAGIC:
+    if isinstance(data, bytes):
         try:
-            with gzip.GzipFile(fileobj=io.BytesIO(data)) as unzipped:
+            with gunzipped(io.BufferedReader(io.BytesIO(data)), "") as unzipped:
                 data = unzipped.read(MAX_BATCH_FILE_BYTES + 1)
         except (OSError, EOFError, zlib.error) as exc:
-            raise InputError(f"{name}: not a valid gzip file: {exc}") from None
+            raise InputError(f"{name}: {describe_unreadable(exc)}") from None
     if len(data) > MAX_BATCH_FILE_BYTES:
         raise InputError(f"{name}: over {MAX_BATCH_FILE_BYTES >> 20} MiB, not one event")
     try:

@@ -107,18 +107,25 @@ _UNREADABLE = (EOFError, gzip.BadGzipFile, zlib.error, UnicodeDecodeError)
 def _unreadable(exc: BaseException, line: int, source: str | None) -> InvalidEventPayload:
     # The stream itself is broken: nothing after this point can be read.
     return InvalidEventPayload(
-        f"the file cannot be read past this point: {_describe(exc)}"
+        f"the file cannot be read past this point: {describe_unreadable(exc)}"
     ).located(line=line, source=source)
 
 
-def _describe(exc: BaseException) -> str:
+def describe_unreadable(exc: BaseException) -> str:
+    """Why a file cannot be read on, in words (``iter_events``' and the CLI's messages)."""
     if isinstance(exc, EOFError):
-        return "compressed data ends early (truncated gzip)"
+        return "not a valid gzip file: it ends before gzip's end-of-stream marker (truncated?)"
     if isinstance(exc, gzip.BadGzipFile):
-        return "not gzip data"
+        text = str(exc)
+        if text.startswith("Not a gzipped file"):
+            return "not a valid gzip file: it does not start with gzip's magic bytes"
+        return "not a valid gzip file: " + text[:1].lower() + text[1:]
     if isinstance(exc, zlib.error):
-        return "corrupt gzip data"
-    return "not valid text in the file's encoding"
+        return "not a valid gzip file: corrupt compressed data"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not valid text in the file's encoding"
+    strerror = exc.strerror if isinstance(exc, OSError) else None
+    return f"cannot read: {strerror or exc}"
 
 
 def _skip_rest(
