@@ -32,7 +32,6 @@ __all__ = [
     "batch_sent",
     "enabled",
     "for_forwarder",
-    "log_fields",
     "request_finished",
     "request_started",
     "retried",
@@ -438,13 +437,6 @@ def retried(events: Sequence[LagoEvent], tries: int) -> None:
         slots = [_slot(("", "retried", event.code, None, None)) for event in events]
     for slot in slots:
         _bump(values, slot, tries)
-
-
-def log_fields(
-    message_id: str | None, rule: str | None, transaction_id: str | None
-) -> dict[str, str | None]:
-    """The ``extra`` of the library's log records about one event, for JSON log handlers."""
-    return {"message_id": message_id, "rule": rule, "transaction_id": transaction_id}
 
 
 def _reset_in_child() -> None:

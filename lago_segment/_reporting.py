@@ -1,4 +1,4 @@
-"""How the integrations report a failure, and how a failure names its event.
+"""How failures are reported, and how a failure names its event.
 
 The webhook receiver and the analytics-python hook accept anything with a
 ``forward(event)`` method (:class:`~lago_segment._types.SupportsForward`): the library's
@@ -17,9 +17,16 @@ if TYPE_CHECKING:
     from lago_segment._types import ErrorCallback
     from lago_segment.events import SegmentEvent
 
-__all__ = ["error_reporter", "message_id_of", "segment_type"]
+__all__ = ["error_reporter", "log_fields", "message_id_of", "segment_type"]
 
 logger = logging.getLogger("lago_segment")
+
+
+def log_fields(
+    message_id: str | None, rule: str | None, transaction_id: str | None
+) -> dict[str, str | None]:
+    """The ``extra`` of the library's log records about one event, for JSON log handlers."""
+    return {"message_id": message_id, "rule": rule, "transaction_id": transaction_id}
 
 
 def error_reporter(forwarder: object, on_error: ErrorCallback | None = None) -> ErrorCallback:

@@ -6,7 +6,8 @@ Every exception the library raises on purpose derives from
     LagoSegmentError
     ├── InvalidEventPayload        a Segment message is malformed
     ├── InvalidLagoEvent           a Lago event would be rejected by Lago
-    ├── MappingError               a mapping spec is invalid, or cannot map an event
+    ├── MappingError               a rule cannot map an event
+    │   └── SpecError                  a mapping spec is invalid (found when it is loaded)
     ├── ConfigurationError         an option is invalid (e.g. http:// to a remote host)
     ├── LagoAPIError               Lago answered with an error status
     │   ├── LagoAuthenticationError    401 / 403
@@ -21,7 +22,8 @@ Every exception the library raises on purpose derives from
     ├── ClientClosedError          the Lago client was closed (not a delivery failure)
     ├── ForwarderError             the forwarder cannot take an event
     │   ├── QueueFullError             the queue (or spool) is full
-    │   └── ForwarderClosedError       forward() after close()
+    │   ├── ForwarderClosedError       forward() after close()
+    │   └── SpoolError                 the spool file cannot be written (full disk, ...)
     └── HandlerError               Segment Functions' errors, raised by handlers
         ├── EventNotSupported
         ├── ValidationError

@@ -22,6 +22,7 @@ import attrs
 import httpx
 
 from lago_segment import _metrics
+from lago_segment._reporting import log_fields
 from lago_segment._retry import RetryPolicy, is_testing
 from lago_segment._version import __version__
 from lago_segment.errors import (
@@ -338,7 +339,7 @@ class ClientFlows:
                         "event %s rejected: %s",
                         event.transaction_id,
                         failure,
-                        extra=_metrics.log_fields(None, None, event.transaction_id),
+                        extra=log_fields(None, None, event.transaction_id),
                     )
                     failed.append(DeliveryFailure(event, failure, permanent=True))
             pending[:], dicts = kept, kept_dicts

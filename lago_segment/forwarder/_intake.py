@@ -30,7 +30,7 @@ from lago_segment.forwarder._handlers import (
     handler_flow,
 )
 from lago_segment.forwarder._options import OnFull
-from lago_segment.forwarder._records import ForwardingFailure, Ledger, Stage
+from lago_segment.forwarder._records import Bookkeeping, ForwardingFailure, Stage
 from lago_segment.forwarder._stores import QueuedEvent
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 MapFlow = Generator[Wait, None, "list[QueuedEvent]"]
 
 
-class Intake(Ledger):
+class Intake(Bookkeeping):
     """Mapping Segment events into queued items; a part of
     :class:`~lago_segment.forwarder._state.ForwardingState`, which sets the fields."""
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lago_segment.client._results import BatchResult
-from lago_segment.forwarder._records import ForwardingFailure, Ledger
+from lago_segment.forwarder._records import Bookkeeping, ForwardingFailure
 from lago_segment.forwarder._stores import QueuedEvent
 from lago_segment.lago import LagoEvent
 
 
-class Outcomes(Ledger):
+class Outcomes(Bookkeeping):
     """Settling batches and reporting what was not delivered; a part of
     :class:`~lago_segment.forwarder._state.ForwardingState`."""
 

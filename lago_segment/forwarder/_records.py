@@ -1,5 +1,5 @@
 """What a forwarder reports: failed events (:class:`ForwardingFailure`) and counters
-(:class:`ForwarderStats`), and the :class:`Ledger` that keeps both."""
+(:class:`ForwarderStats`), and the :class:`Bookkeeping` that keeps both."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from lago_segment import _metrics
+from lago_segment._reporting import log_fields
 from lago_segment.lago import LagoEvent
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ def log_error(failure: ForwardingFailure) -> None:
         "" if failure.permanent else " (will retry)",
         type(failure.error).__name__,
         failure.error,
-        extra=_metrics.log_fields(failure.message_id, getattr(failure.error, "rule", None), tx),
+        extra=log_fields(failure.message_id, getattr(failure.error, "rule", None), tx),
     )
 
 
@@ -115,7 +116,7 @@ class ForwarderStats:
 COUNTERS = tuple(f.name for f in attrs.fields(ForwarderStats) if f.name != "queue_depth")
 
 
-class Ledger:
+class Bookkeeping:
     """The counters and the ``on_error`` callbacks every part of a forwarder's state
     writes to (the base of :class:`~lago_segment.forwarder._state.ForwardingState`)."""
 

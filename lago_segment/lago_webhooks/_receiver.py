@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from lago_segment._http import JSON_HEADERS, JSONEndpoint, decoded_body, header, json_body, mask
-from lago_segment._metrics import log_fields
+from lago_segment._reporting import log_fields
 from lago_segment.errors import ConfigurationError, LagoSegmentError
 from lago_segment.lago_webhooks._dead_letter import DeadLetterFile
 from lago_segment.lago_webhooks._rejected import RejectedCallback, RejectedEvent, rejected_events

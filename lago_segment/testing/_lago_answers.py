@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Outcome", "check_event", "error", "iso", "render_event", "validation_error"]
 
+# Lago's own list, written out here on purpose rather than taken from
+# lago_segment.lago: a fake that shares the library's constants could not
+# catch the library's mistakes.
 _KNOWN_KEYS = (
     "transaction_id",
     "external_subscription_id",
