@@ -174,7 +174,7 @@ def test_sensitive_settings_are_masked_when_displayed() -> None:
     assert settings["api_token"] == "s3cr3t"
     assert "s3cr3t" not in repr(settings)
     assert "s3cr3t" not in str(settings)
-    assert repr(settings) == "Settings({'api_token': '********', 'region': 'eu'})"
+    assert repr(settings) == "HandlerSettings({'api_token': '********', 'region': 'eu'})"
 
 
 def test_settings_are_read_only() -> None:

@@ -55,7 +55,7 @@ class HandlerSettings(Mapping[str, Any]):
         >>> s["api_token"]
         's3cr3t'
         >>> s
-        Settings({'api_token': '********', 'region': 'eu'})
+        HandlerSettings({'api_token': '********', 'region': 'eu'})
     """
 
     __slots__ = ("_sensitive", "_values")
@@ -85,7 +85,7 @@ class HandlerSettings(Mapping[str, Any]):
         return {k: _MASK if k in self._sensitive else v for k, v in self._values.items()}
 
     def __repr__(self) -> str:
-        return f"Settings({self.masked()!r})"
+        return f"HandlerSettings({self.masked()!r})"
 
     __str__ = __repr__
 
