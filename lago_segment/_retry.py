@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -129,23 +129,23 @@ wait_exp_base=2.0)
 
     def backoff(self, attempt: int) -> float:
         """The wait after failed attempt number ``attempt`` (1-based), without a server hint."""
-        return backoff(
-            attempt,
-            wait_initial=self.wait_initial,
-            wait_max=self.wait_max,
-            wait_jitter=self.wait_jitter,
-            wait_exp_base=self.wait_exp_base,
-        )
+        return backoff(self, attempt)
 
 
-def backoff(
-    attempt: int,
-    *,
-    wait_initial: float,
-    wait_max: float,
-    wait_jitter: float,
-    wait_exp_base: float = 2.0,
-) -> float:
+class Schedule(Protocol):
+    """What :func:`backoff` reads: :class:`RetryPolicy` and ``HandlerRetry`` both are one."""
+
+    @property
+    def wait_initial(self) -> float: ...
+    @property
+    def wait_max(self) -> float: ...
+    @property
+    def wait_jitter(self) -> float: ...
+    @property
+    def wait_exp_base(self) -> float: ...
+
+
+def backoff(retry: Schedule, attempt: int) -> float:
     """The wait after failed attempt number ``attempt`` (1-based): stamina's formula.
 
     ``min(wait_max, wait_initial * wait_exp_base ** (attempt - 1) + uniform(0,
@@ -153,5 +153,5 @@ def backoff(
     ``wait_max``. The one backoff of the library: the clients'
     :class:`RetryPolicy` and the forwarders' handler retries both use it.
     """
-    exp = wait_initial * wait_exp_base ** (attempt - 1)
-    return float(min(wait_max, exp + random.uniform(0, wait_jitter)))
+    exp = retry.wait_initial * retry.wait_exp_base ** (attempt - 1)
+    return float(min(retry.wait_max, exp + random.uniform(0, retry.wait_jitter)))

@@ -132,13 +132,7 @@ class HandlerRetry:
 
     def wait(self, retry: int) -> float:
         """Seconds to wait before the ``retry``-th retry (1-based)."""
-        return backoff(
-            retry,
-            wait_initial=self.wait_initial,
-            wait_max=self.wait_max,
-            wait_jitter=self.wait_jitter,
-            wait_exp_base=self.wait_exp_base,
-        )
+        return backoff(self, retry)
 
 
 @attrs.frozen(slots=True)
