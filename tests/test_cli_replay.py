@@ -333,3 +333,32 @@ def test_max_in_flight_below_one_is_a_usage_error(events: Path) -> None:
     done = run("replay", SPEC, events, "--max-in-flight", "0", LAGO_API_KEY=KEY)
     assert done.returncode == 2
     assert "--max-in-flight" in done.stderr
+
+
+# -- the dead-letter file: what replay --lago-events reads back --------------------------
+
+
+def test_dead_letters_are_utf8_json_lines_that_replay_reads_back(tmp_path: Path) -> None:
+    from lago_segment import LagoEvent
+    from lago_segment.cli._input import open_source
+    from lago_segment.cli._ledger import DeadLetters
+
+    event = LagoEvent(
+        transaction_id="t-é", external_subscription_id="s", code="café",
+        timestamp=1, properties={"emoji": "\U0001f600"},
+    )  # fmt: skip
+    path = tmp_path / "dead.jsonl"
+    dead = DeadLetters(str(path))
+    dead.write(event, "Lago answered 422: code inconnu « café »", True, "événements.jsonl:3")
+    # A file name that is not UTF-8 (os.fsdecode's lone surrogate) cannot fail the write.
+    dead.write(event, "down", False, "bad\udcff.jsonl:4")
+    dead.close()
+    data = path.read_bytes()
+    assert "café".encode() in data  # UTF-8, not escapes
+    assert b"\\u00e9" not in data
+    lines = [json.loads(line) for line in data.splitlines()]
+    assert lines[0]["source"] == "événements.jsonl:3"
+    assert lines[1]["source"] == "bad\udcff.jsonl:4"  # written as its JSON escape
+    with open_source(str(path)) as source:
+        items = list(source.lago_events())
+    assert [(item.value, item.error) for item in items] == [(event, None), (event, None)]

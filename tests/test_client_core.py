@@ -145,3 +145,64 @@ def test_batch_size_must_be_between_1_and_100(size: int) -> None:
             max_batch_size=size,
             max_batch_bytes=10**6,
         )
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [
+        ("attempts", 0),
+        ("attempts", None),
+        ("attempts", "3"),
+        ("timeout", -1),
+        ("timeout", True),
+        ("wait_initial", -0.1),
+        ("wait_initial", None),
+        ("wait_max", "5"),
+        ("wait_jitter", -1),
+        ("wait_exp_base", 0.5),
+        ("wait_exp_base", "2"),
+    ],
+)
+def test_retry_policy_names_the_bad_field(field: str, bad: object) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        RetryPolicy(**{field: bad})  # type: ignore[arg-type]
+    assert caught.value.option == field
+
+
+def test_retry_policy_takes_the_six_fields_of_staminas_vocabulary() -> None:
+    policy = RetryPolicy(
+        attempts=1, timeout=None, wait_initial=0, wait_max=0, wait_jitter=0, wait_exp_base=1
+    )
+    assert (policy.attempts, policy.timeout, policy.wait_exp_base) == (1, None, 1)
+    assert RetryPolicy().wait_exp_base == 2.0
+
+
+def test_backoff_grows_by_wait_exp_base() -> None:
+    policy = RetryPolicy(wait_initial=1, wait_max=100, wait_jitter=0, wait_exp_base=3)
+    assert [policy.backoff(n) for n in (1, 2, 3, 4, 5)] == [1, 3, 9, 27, 81]
+    constant = RetryPolicy(wait_initial=2, wait_max=100, wait_jitter=0, wait_exp_base=1)
+    assert [constant.backoff(n) for n in (1, 2, 3)] == [2, 2, 2]
+
+
+def test_the_client_flow_waits_grow_by_wait_exp_base() -> None:
+    policy = RetryPolicy(
+        attempts=4, timeout=None, wait_initial=1, wait_max=100, wait_jitter=0, wait_exp_base=3
+    )
+    flows = ClientFlows.create(
+        "key",
+        api_url="https://lago.test",
+        retry=policy,
+        allow_insecure_http=False,
+        on_rate_limit=None,
+        max_batch_size=100,
+        max_batch_bytes=10**6,
+    )
+    flow = flows.send(make_event())
+    next(flow)
+    waits = []
+    for _ in range(3):
+        wait = flow.send(httpx.Response(503))
+        assert isinstance(wait, Wait)
+        waits.append(wait.seconds)
+        flow.send(None)  # the wait is over: the flow resends
+    assert waits == [1, 3, 9]

@@ -174,7 +174,7 @@ def test_sensitive_settings_are_masked_when_displayed() -> None:
     assert settings["api_token"] == "s3cr3t"
     assert "s3cr3t" not in repr(settings)
     assert "s3cr3t" not in str(settings)
-    assert repr(settings) == "Settings({'api_token': '********', 'region': 'eu'})"
+    assert repr(settings) == "HandlerSettings({'api_token': '********', 'region': 'eu'})"
 
 
 def test_settings_are_read_only() -> None:
@@ -296,3 +296,113 @@ def test_set_testing_makes_handler_retry_waits_zero() -> None:
         set_testing(False)
     assert waits == [0.0, 0.0]
     assert len(calls) == 3
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [
+        ("attempts", 0),
+        ("attempts", None),
+        ("attempts", "3"),
+        ("timeout", -1),
+        ("timeout", True),
+        ("wait_initial", -0.1),
+        ("wait_initial", None),
+        ("wait_max", "5"),
+        ("wait_jitter", -1),
+        ("wait_exp_base", 0.5),
+        ("wait_exp_base", "2"),
+    ],
+)
+def test_handler_retry_refuses_bad_values_naming_the_field(field: str, bad: object) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        HandlerRetry(**{field: bad})  # type: ignore[arg-type]
+    assert caught.value.option == field
+
+
+def test_handler_retry_speaks_the_retry_policys_six_fields() -> None:
+    from lago_segment.client import RetryPolicy
+
+    fields = ("attempts", "timeout", "wait_initial", "wait_max", "wait_jitter", "wait_exp_base")
+    assert [f.name for f in attrs_fields(HandlerRetry) if f.repr] == list(fields)
+    assert [f.name for f in attrs_fields(RetryPolicy) if f.repr] == list(fields)
+    assert HandlerRetry().timeout is None  # no deadline unless asked
+
+
+def attrs_fields(cls: type) -> tuple[Any, ...]:
+    import attrs
+
+    return tuple(attrs.fields(cls))
+
+
+def test_handler_retry_timeout_stops_the_retries_before_a_wait_past_it() -> None:
+    from lago_segment.forwarder._handlers import handler_flow
+
+    now = [100.0]
+    calls = []
+
+    def flaky(event: Any, settings: Any) -> None:
+        calls.append(now[0])
+        now[0] += 1.0  # each call takes a second
+        raise RetryError("later")
+
+    retry = HandlerRetry(
+        attempts=100, wait_initial=2, wait_max=4, wait_jitter=0, timeout=10.5,
+        clock=lambda: now[0],
+    )  # fmt: skip
+    flow = handler_flow(flaky, {}, Settings({}), retry)
+    waits = []
+    try:
+        while True:
+            wait = next(flow)
+            waits.append(wait.seconds)
+            now[0] += wait.seconds
+    except StopIteration as stop:
+        outcome = stop.value
+    # call 1 s, wait 2, call 1 s, wait 4 (ends at 108), call 1 s: 109 + 4 > 110.5.
+    assert (waits, calls) == ([2, 4], [100.0, 103.0, 108.0])
+    assert (outcome.kind, outcome.retries, type(outcome.error)) == ("rejected", 2, RetryError)
+
+
+def test_handler_retry_without_timeout_retries_all_its_attempts() -> None:
+    from lago_segment.forwarder._handlers import handler_flow
+
+    def flaky(event: Any, settings: Any) -> None:
+        raise RetryError("later")
+
+    retry = HandlerRetry(attempts=4, wait_initial=1000, wait_max=1000, wait_jitter=0)
+    waits = [step.seconds for step in handler_flow(flaky, {}, Settings({}), retry)]
+    assert waits == [1000, 1000, 1000]
+
+
+def test_handler_retry_waits_grow_by_wait_exp_base() -> None:
+    retry = HandlerRetry(wait_initial=1, wait_max=100, wait_jitter=0, wait_exp_base=3)
+    assert [retry.wait(n) for n in (1, 2, 3)] == [1, 3, 9]
+
+
+async def test_a_handler_retry_timeout_reports_the_event_from_either_forwarder(
+    driver: Driver, errors: list[ForwardingFailure]
+) -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    sender = driver.sender()
+    retry = HandlerRetry(
+        attempts=10, wait_initial=1, wait_max=1, wait_jitter=0, timeout=2.5, clock=lambda: now[0]
+    )
+    fwd = driver.make(sender, on_error=errors.append, handler_retry=retry, sleep=sleep)
+
+    @fwd.on("track")
+    def handler(event: Track, settings: Settings) -> None:
+        raise RetryError("lookup service busy")
+
+    fwd.forward(track(7))
+    await driver.close(fwd)
+    assert slept == [1, 1]
+    assert [(e.stage, e.message_id, type(e.error).__name__) for e in errors] == [
+        ("handler", "m7", "RetryError")
+    ]

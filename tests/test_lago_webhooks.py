@@ -387,3 +387,24 @@ def test_a_token_whose_header_nests_too_deep_for_json_is_refused_not_a_500(fake)
     deep = base64.urlsafe_b64encode(b"[" * 100_000 + b"]" * 100_000).rstrip(b"=").decode()
     headers = {"X-Lago-Signature": f"{deep}.e30.c2ln", "X-Lago-Signature-Algorithm": "jwt"}
     assert handle(body, headers, print, public_key=fake.webhook_public_key).status == 401
+
+
+def test_the_dead_letter_file_is_0600_whatever_the_umask(tmp_path):
+    path = tmp_path / "rejected.jsonl"
+    old = os.umask(0o277)
+    try:
+        DeadLetterFile(path).close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_the_dead_letter_file_writes_utf8_and_survives_a_lone_surrogate(tmp_path):
+    path = tmp_path / "rejected.jsonl"
+    dead = DeadLetterFile(path)
+    dead(RejectedEvent("invalid_code", "m-é", "m-é", None, "wh-\ud800"))
+    dead.close()
+    data = path.read_bytes()
+    assert "m-é".encode() in data
+    (line,) = [json.loads(text) for text in data.splitlines()]
+    assert (line["transaction_id"], line["webhook_id"]) == ("m-é", "wh-\ud800")

@@ -21,6 +21,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
+from lago_segment._dead_letters import dead_letter_line, dead_letter_record, open_private
 from lago_segment.cli._conventions import plural
 from lago_segment.errors import LagoSegmentError
 
@@ -254,11 +255,13 @@ class DeadLetters:
     "source": "events.jsonl:12"}``: ``lago_event`` is exactly what Lago would
     receive, so ``lago-segment replay --lago-events FILE`` sends it again.
     A new file is created with mode 0600 (it holds billing data), whatever the
-    umask.
+    umask; text is UTF-8 (the record and the file are
+    :mod:`lago_segment._dead_letters`', shared with the Lago webhook receiver's
+    :class:`~lago_segment.lago_webhooks.DeadLetterFile`).
     """
 
     def __init__(self, path: str | None) -> None:
-        self._file: IO[str] | None = _open_private(path) if path is not None else None
+        self._file: IO[str] | None = open_private(path) if path is not None else None
 
     @property
     def enabled(self) -> bool:
@@ -269,13 +272,9 @@ class DeadLetters:
         """Append one failed event (nothing when no dead-letter file was asked for)."""
         if self._file is None:
             return
-        record = {
-            "lago_event": event.to_dict(),
-            "error": error,
-            "permanent": permanent,
-            "source": where,
-        }
-        self._file.write(json.dumps(record) + "\n")
+        self._file.write(
+            dead_letter_line(dead_letter_record(event.to_dict(), error, permanent, where))
+        )
 
     def flush(self) -> None:
         """Make what was written durable before the checkpoint moves past it."""
@@ -287,19 +286,6 @@ class DeadLetters:
         """Close the file."""
         if self._file is not None:
             self._file.close()
-
-
-def _open_private(path: str) -> IO[str]:
-    """Open ``path`` for appending; a file it creates gets mode 0600 whatever the umask."""
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
-    try:
-        fd = os.open(path, flags | os.O_EXCL, 0o600)
-    except FileExistsError:
-        fd = os.open(path, flags, 0o600)
-    else:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, 0o600)
-    return os.fdopen(fd, "a", encoding="utf-8")
 
 
 class Progress:

@@ -6,12 +6,20 @@ the thread and asyncio forwarders.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 import attrs
 
-from lago_segment._retry import backoff, is_testing
+from lago_segment._retry import (
+    attempts_field,
+    backoff,
+    is_testing,
+    timeout_field,
+    wait_exp_base_field,
+    wait_field,
+)
 from lago_segment._types import SEGMENT_CALL_TYPES
 from lago_segment.client._flows import Wait
 from lago_segment.errors import DropEvent, RetryError
@@ -47,7 +55,7 @@ class HandlerSettings(Mapping[str, Any]):
         >>> s["api_token"]
         's3cr3t'
         >>> s
-        Settings({'api_token': '********', 'region': 'eu'})
+        HandlerSettings({'api_token': '********', 'region': 'eu'})
     """
 
     __slots__ = ("_sensitive", "_values")
@@ -77,7 +85,7 @@ class HandlerSettings(Mapping[str, Any]):
         return {k: _MASK if k in self._sensitive else v for k, v in self._values.items()}
 
     def __repr__(self) -> str:
-        return f"Settings({self.masked()!r})"
+        return f"HandlerSettings({self.masked()!r})"
 
     __str__ = __repr__
 
@@ -93,29 +101,38 @@ Settings = HandlerSettings
 class HandlerRetry:
     """How often and how long to retry a handler that raised :class:`RetryError`.
 
-    The vocabulary is stamina's, as :class:`~lago_segment.client.RetryPolicy`'s:
-    ``attempts`` in total (the first call included), waits growing from
-    ``wait_initial`` by ``wait_exp_base`` up to ``wait_max``, random jitter of up
-    to ``wait_jitter`` seconds included (the one backoff formula,
-    ``lago_segment._retry.backoff``). :func:`lago_segment.testing.set_testing`
+    The fields, their validation and their docs are
+    :class:`~lago_segment.client.RetryPolicy`'s (stamina's vocabulary), with
+    defaults for a handler: 3 ``attempts``, short waits, no ``timeout``. The
+    wait before retry *n* is ``min(wait_max, wait_initial * wait_exp_base **
+    (n - 1) + uniform(0, wait_jitter))`` (the one backoff formula,
+    ``lago_segment._retry.backoff``); no wait ends past ``timeout``, measured
+    from the handler's first call with ``clock``: when it would, the event is
+    reported as the handler's failure. :func:`lago_segment.testing.set_testing`
     makes the waits zero, as it does the clients'.
     """
 
-    attempts: int = 3
-    wait_initial: float = 0.01
-    wait_max: float = 0.1
-    wait_jitter: float = 0.01
-    wait_exp_base: float = 2.0
+    attempts: int = attempts_field(3)
+    """How many times a call is made at most, the first included (1 means no retry)."""
+    timeout: float | None = timeout_field(None, kw_only=True)
+    """Overall deadline in seconds for a call and all its retries, waits included
+    (None: none): no wait ends past it, the retries stop there."""
+    wait_initial: float = wait_field("wait_initial", 0.01)
+    """The first backoff wait, in seconds; it grows by ``wait_exp_base`` on each retry."""
+    wait_max: float = wait_field("wait_max", 0.1)
+    """The longest backoff wait, in seconds (server-given waits may be longer)."""
+    wait_jitter: float = wait_field("wait_jitter", 0.01)
+    """A random 0..wait_jitter seconds added to each backoff wait (within ``wait_max``)."""
+    wait_exp_base: float = wait_exp_base_field(2.0)
+    """What each backoff wait is multiplied by for the next (2: doubling; 1: constant)."""
+    clock: Callable[[], float] = attrs.field(
+        default=time.monotonic, eq=False, repr=False, kw_only=True
+    )
+    """The monotonic clock the deadline is measured with."""
 
     def wait(self, retry: int) -> float:
         """Seconds to wait before the ``retry``-th retry (1-based)."""
-        return backoff(
-            retry,
-            wait_initial=self.wait_initial,
-            wait_max=self.wait_max,
-            wait_jitter=self.wait_jitter,
-            wait_exp_base=self.wait_exp_base,
-        )
+        return backoff(self, retry)
 
 
 @attrs.frozen(slots=True)
@@ -153,11 +170,13 @@ def handler_flow(
     A flow like the clients' (:mod:`lago_segment.client._flows`): it yields a
     :class:`~lago_segment.client._flows.Wait` before each retry, which the thread
     forwarder sleeps and the asyncio forwarder awaits, and returns the
-    :class:`HandlerOutcome`. Never raises (except ``BaseException``s that are
-    not ``Exception``, such as ``KeyboardInterrupt``): every error becomes an
-    outcome.
+    :class:`HandlerOutcome`. The retries stop at ``retry.attempts`` calls, or
+    when a wait would end past ``retry.timeout`` (from the first call). Never
+    raises (except ``BaseException``s that are not ``Exception``, such as
+    ``KeyboardInterrupt``): every error becomes an outcome.
     """
     retries = 0
+    deadline = None if retry.timeout is None else retry.clock() + retry.timeout
     while True:
         try:
             return HandlerOutcome("events", _as_events(handler(event, settings)), retries=retries)
@@ -166,8 +185,12 @@ def handler_flow(
         except RetryError as exc:
             if retries + 1 >= retry.attempts:
                 return HandlerOutcome("rejected", error=exc, retries=retries)
+            wait = 0.0 if is_testing() else retry.wait(retries + 1)
+            if deadline is not None and retry.clock() + wait >= deadline:
+                # As the clients' RetryPolicy: no wait ends past the deadline.
+                return HandlerOutcome("rejected", error=exc, retries=retries)
             retries += 1
-            yield Wait(0.0 if is_testing() else retry.wait(retries))
+            yield Wait(wait)
         except Exception as exc:
             # EventNotSupported, InvalidEventPayload, ValidationError (Segment's
             # permanent errors) and any other exception: discarded and reported.

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from lago_segment._dead_letters import dead_letter_line, dead_letter_record, open_private
 from lago_segment.lago_webhooks._rejected import RejectedEvent
 
 if TYPE_CHECKING:
@@ -27,7 +27,9 @@ class DeadLetterFile:
     :class:`~lago_segment.LagoEvent` you sent, or None) finds it, so that
     ``lago-segment replay --lago-events FILE`` can send it once Lago is
     fixed; otherwise the line names the messageId to map again from your
-    archive. Each line is flushed when written. Thread-safe.
+    archive. A new file gets mode 0600 whatever the umask (the record and the
+    file are :mod:`lago_segment._dead_letters`', shared with ``replay``). Each
+    line is flushed when written. Thread-safe.
     """
 
     def __init__(
@@ -39,29 +41,28 @@ class DeadLetterFile:
         self.path = os.fspath(path)
         self._lookup = lookup
         self._lock = threading.Lock()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._file = os.fdopen(fd, "a", encoding="utf-8")
+        self._file = open_private(self.path)
 
     def __repr__(self) -> str:
         return f"DeadLetterFile({self.path!r})"
 
     def __call__(self, record: RejectedEvent) -> None:
         """Append one record."""
-        line: dict[str, Any] = {}
         event = self._lookup(record.transaction_id) if self._lookup is not None else None
-        if event is not None:
-            line["lago_event"] = event.to_dict()
+        line = dead_letter_record(
+            None if event is None else event.to_dict(),
+            f"Lago events.errors: {record.reason}",
+            True,
+            f"lago-webhook:{record.webhook_id or '-'}",
+        )
         line.update(
-            error=f"Lago events.errors: {record.reason}",
-            permanent=True,
-            source=f"lago-webhook:{record.webhook_id or '-'}",
             reason=record.reason,
             transaction_id=record.transaction_id,
             message_id=record.message_id,
             rule=record.rule,
             webhook_id=record.webhook_id,
         )
-        text = json.dumps(line, ensure_ascii=False) + "\n"
+        text = dead_letter_line(line)
         with self._lock:
             self._file.write(text)
             self._file.flush()
