@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from lago_segment.cli._input import Item, open_source, read_event_argument
+from lago_segment.cli._input import InputRecord, open_source, read_event_argument
 from lago_segment.cli._ledger import (
     Checkpoint,
     CheckpointError,
@@ -27,7 +27,7 @@ from lago_segment.lago import LagoEvent
 TRACK = {"type": "track", "event": "API Call", "userId": "u1", "messageId": "m1"}
 
 
-def items(path: Path, lago: bool = False) -> list[Item]:
+def items(path: Path, lago: bool = False) -> list[InputRecord]:
     with open_source(str(path)) as source:
         return list(source.lago_events() if lago else source.segment_events())
 
@@ -138,8 +138,8 @@ def test_a_checkpoint_of_another_input_is_refused(tmp_path: Path) -> None:
         Checkpoint(str(tmp_path / "cp"), "/data/b.jsonl").load()
 
 
-def item(position: int) -> Item:
-    return Item(position, f"e:{position}", None, digest=f"d{position}")
+def item(position: int) -> InputRecord:
+    return InputRecord(position, f"e:{position}", None, digest=f"d{position}")
 
 
 def test_the_ledger_settles_records_in_input_order() -> None:

@@ -28,7 +28,7 @@ from lago_segment.cli._conventions import (
 )
 
 if TYPE_CHECKING:
-    from lago_segment.cli._input import Item, Source
+    from lago_segment.cli._input import InputRecord, Source
     from lago_segment.cli._ledger import Tally
     from lago_segment.lago import LagoEvent
     from lago_segment.mapping import MappingSpec
@@ -103,7 +103,7 @@ def _problem(error: Exception) -> str:
 
 
 def map_item(
-    spec: MappingSpec | None, item: Item, tally: Tally, report: Callable[[str], None] = err
+    spec: MappingSpec | None, item: InputRecord, tally: Tally, report: Callable[[str], None] = err
 ) -> list[LagoEvent]:
     """Map one input record, counting and reporting what happened to it."""
     from lago_segment.errors import InvalidLagoEvent, MappingError

@@ -5,7 +5,7 @@ positions for error messages and checkpoints) are testable with plain calls.
 
 Input files are untrusted: whatever they hold, reading them raises only
 :class:`InputError` (the whole file cannot be read: not gzip, truncated,
-too large to be a batch file) or yields an :class:`Item` whose ``error`` says
+too large to be a batch file) or yields an :class:`InputRecord` whose ``error`` says
 what is wrong with that one line. Memory stays bounded: a line of Segment
 events is read up to a message's size (32 KB, as :func:`~lago_segment.events.iter_events`
 reads it: the lines come from the same reader), a line of Lago events up to
@@ -44,7 +44,7 @@ __all__ = [
     "MAX_BATCH_FILE_BYTES",
     "MAX_LINE_BYTES",
     "InputError",
-    "Item",
+    "InputRecord",
     "Source",
     "open_source",
     "read_event_argument",
@@ -74,7 +74,7 @@ class InputError(LagoSegmentError):
 
 
 @attrs.frozen(slots=True)
-class Item:
+class InputRecord:
     """One input record: its position and either the parsed value or why it is bad.
 
     ``position`` is the 1-based line number in a JSON-lines file, or the
@@ -141,16 +141,16 @@ class Source:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def segment_events(self) -> Iterator[Item]:
+    def segment_events(self) -> Iterator[InputRecord]:
         """Yield Segment events: JSON lines, or a batch file (``{"batch": [...]}`` or an array).
 
-        A bad line or item becomes an :class:`Item` with ``error`` set (and
+        A bad line or item becomes an :class:`InputRecord` with ``error`` set (and
         named by its line or item number); reading goes on. Raises
         :class:`InputError` when the file itself cannot be read.
         """
         return self._items(_parse_segment_line, _parse_segment_batch)
 
-    def lago_events(self) -> Iterator[Item]:
+    def lago_events(self) -> Iterator[InputRecord]:
         """Yield Lago events: JSON lines of Lago events (``map`` output) or dead-letter records.
 
         A dead-letter record holds the event under ``"lago_event"``; its
@@ -160,9 +160,9 @@ class Source:
 
     def _items(
         self,
-        parse_line: Callable[[int, bytes, str], Item],
-        parse_batch_file: Callable[[bytes, str], Iterator[Item]] | None,
-    ) -> Iterator[Item]:
+        parse_line: Callable[[int, bytes, str], InputRecord],
+        parse_batch_file: Callable[[bytes, str], Iterator[InputRecord]] | None,
+    ) -> Iterator[InputRecord]:
         # Segment events are read up to a message's size, as iter_events reads
         # them; Lago events (map's output, dead letters) have no such limit.
         limit = LINE_LIMIT if parse_batch_file is not None else MAX_LINE_BYTES + 1
@@ -207,13 +207,13 @@ class Source:
         return f"{self.name}: {describe_unreadable(exc)}{after}"
 
 
-def _too_long(number: int, line: bytes, size: int, name: str, lago: bool) -> Item:
+def _too_long(number: int, line: bytes, size: int, name: str, lago: bool) -> InputRecord:
     where = f"{name}:{number}"
     if lago:
         problem = f"line longer than {MAX_LINE_BYTES >> 20} MiB"
-        return Item(number, where, None, InvalidLagoEvent("event", problem), digest(line))
+        return InputRecord(number, where, None, InvalidLagoEvent("event", problem), digest(line))
     error = InvalidEventPayload(overlong_problem(size), line=number, source=name)
-    return Item(number, where, None, error, digest(line))
+    return InputRecord(number, where, None, error, digest(line))
 
 
 _BATCH_OPENING = re.compile(rb'\s*\{\s*(?:"batch"\s*:.*)?')
@@ -276,25 +276,29 @@ def _surrogate_path(data: bytes | str) -> str | None:
         return None
 
 
-def _parse_segment_line(number: int, line: bytes, name: str) -> Item:
+def _parse_segment_line(number: int, line: bytes, name: str) -> InputRecord:
     where = f"{name}:{number}"
     try:
         event = parse_event(line)
     except InvalidEventPayload as exc:
-        return Item(number, where, None, exc.located(line=number, source=name), digest(line))
+        return InputRecord(
+            number, where, None, exc.located(line=number, source=name), digest(line)
+        )
     path = _surrogate_path(line)
     if path is not None:
         error = InvalidEventPayload(_SURROGATE_PROBLEM, path, line=number, source=name)
-        return Item(number, where, None, error, digest(line))
-    return Item(number, where, event, None, digest(line))
+        return InputRecord(number, where, None, error, digest(line))
+    return InputRecord(number, where, event, None, digest(line))
 
 
-def _parse_segment_batch(data: bytes, name: str) -> Iterator[Item]:
+def _parse_segment_batch(data: bytes, name: str) -> Iterator[InputRecord]:
     whole = digest(data[:4096])
     try:
         document = json.loads(data)
     except ValueError as exc:
-        yield Item(1, name, None, InvalidEventPayload(f"not JSON: {exc}", source=name), whole)
+        yield InputRecord(
+            1, name, None, InvalidEventPayload(f"not JSON: {exc}", source=name), whole
+        )
         return
     if isinstance(document, list):
         items, shared = document, {}
@@ -303,7 +307,7 @@ def _parse_segment_batch(data: bytes, name: str) -> Iterator[Item]:
         shared = {k: document[k] for k in ("context", "integrations") if k in document}
     else:
         problem = 'a batch file holds {"batch": [...]} or a JSON array'
-        yield Item(1, name, None, InvalidEventPayload(problem, source=name), whole)
+        yield InputRecord(1, name, None, InvalidEventPayload(problem, source=name), whole)
         return
     if lone_surrogate(shared) is not None:
         shared = {}  # reported with each item below
@@ -319,27 +323,29 @@ def _parse_segment_batch(data: bytes, name: str) -> Iterator[Item]:
             (event,) = parse_batch({"batch": [item], **shared})
         except InvalidEventPayload as exc:
             error = exc.located(index=index, source=name)
-            yield Item(index + 1, where, None, error, mark)
+            yield InputRecord(index + 1, where, None, error, mark)
         else:
-            yield Item(index + 1, where, event, None, mark)
+            yield InputRecord(index + 1, where, event, None, mark)
 
 
-def _parse_lago_line(number: int, line: bytes, name: str) -> Item:
+def _parse_lago_line(number: int, line: bytes, name: str) -> InputRecord:
     where = f"{name}:{number}"
     mark = digest(line)
     try:
         data = json.loads(line)
     except ValueError as exc:
-        return Item(number, where, None, InvalidLagoEvent("event", f"not JSON: {exc}"), mark)
+        return InputRecord(
+            number, where, None, InvalidLagoEvent("event", f"not JSON: {exc}"), mark
+        )
     if isinstance(data, dict) and "lago_event" in data:
         data = data["lago_event"]
     path = lone_surrogate(data)
     if path is not None:
-        return Item(number, where, None, InvalidLagoEvent(path, _SURROGATE_PROBLEM), mark)
+        return InputRecord(number, where, None, InvalidLagoEvent(path, _SURROGATE_PROBLEM), mark)
     try:
-        return Item(number, where, LagoEvent.from_dict(data), None, mark)
+        return InputRecord(number, where, LagoEvent.from_dict(data), None, mark)
     except InvalidLagoEvent as exc:
-        return Item(number, where, None, exc, mark)
+        return InputRecord(number, where, None, exc, mark)
 
 
 def open_source(name: str) -> Source:

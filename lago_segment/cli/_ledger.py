@@ -26,7 +26,7 @@ from lago_segment.cli._conventions import plural
 from lago_segment.errors import LagoSegmentError
 
 if TYPE_CHECKING:  # annotations only: the CLI's parser imports this module light
-    from lago_segment.cli._input import Item
+    from lago_segment.cli._input import InputRecord
     from lago_segment.client import BatchResult
     from lago_segment.lago import LagoEvent
 
@@ -213,7 +213,7 @@ class Ledger:
         self._by_position: dict[int, list[Any]] = {}
         self._limit: int | None = None
 
-    def read(self, item: Item, events: int) -> None:
+    def read(self, item: InputRecord, events: int) -> None:
         """Track a record that produced ``events`` Lago events (0 settles it)."""
         if self._limit is not None:
             return

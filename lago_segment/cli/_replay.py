@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
     from typing import TypeAlias
 
-    from lago_segment.cli._input import Item, Source
+    from lago_segment.cli._input import InputRecord, Source
     from lago_segment.cli._ledger import Checkpoint, Mark
     from lago_segment.cli._signals import Signals
     from lago_segment.client import BatchResult, LagoClient
@@ -85,9 +85,11 @@ class Replay:
         self.redact = Redactor.for_client(api_key, args.api_url)
         self.tally = Tally()
         self.ledger = Ledger(start)
-        self.pending: deque[tuple[Item, LagoEvent]] = deque()
+        self.pending: deque[tuple[InputRecord, LagoEvent]] = deque()
         # Batches posted and not yet recorded, oldest first (--max-in-flight).
-        self.in_flight: deque[tuple[list[tuple[Item, LagoEvent]], Future[_Posted]]] = deque()
+        self.in_flight: deque[tuple[list[tuple[InputRecord, LagoEvent]], Future[_Posted]]] = (
+            deque()
+        )
         self.pool: ThreadPoolExecutor | None = None
         self.report_lock = threading.Lock()
         self.reached = False  # a batch was stored: the key and the URL are good
@@ -266,7 +268,7 @@ class Replay:
         while len(self.in_flight) >= self.args.max_in_flight:
             self._settle_oldest()
 
-    def _post(self, batch: list[tuple[Item, LagoEvent]]) -> _Posted:
+    def _post(self, batch: list[tuple[InputRecord, LagoEvent]]) -> _Posted:
         import time
 
         started = time.monotonic()
@@ -278,7 +280,7 @@ class Replay:
         batch, future = self.in_flight.popleft()
         self._settle(batch, future.result())
 
-    def _settle(self, batch: list[tuple[Item, LagoEvent]], posted: _Posted) -> None:
+    def _settle(self, batch: list[tuple[InputRecord, LagoEvent]], posted: _Posted) -> None:
         result, self.elapsed = posted
         with self.signals.deferred():
             self._record(batch, result)
@@ -306,7 +308,7 @@ class Replay:
                 break  # a second Ctrl-C: leave the rest unrecorded (resent on --resume)
         pool.shutdown(wait=False, cancel_futures=True)
 
-    def _record(self, batch: list[tuple[Item, LagoEvent]], result: BatchResult) -> None:
+    def _record(self, batch: list[tuple[InputRecord, LagoEvent]], result: BatchResult) -> None:
         """Count a batch's outcome, keep its failures, and move the checkpoint."""
         from lago_segment.errors import LagoAPIError
 
