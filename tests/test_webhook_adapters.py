@@ -15,6 +15,7 @@ import httpx
 import pytest
 from support_integrations import RecordingForwarder
 from support_servers import serve_asgi, serve_wsgi
+from support_webhooks import stringify
 
 from lago_segment.testing import FakeLagoFixture
 from lago_segment.webhook import ASGIApp, WSGIApp, asgi_app, sign, wsgi_app
@@ -23,10 +24,6 @@ SECRET = "whsec-adapters-2718"
 PATH = "/segment"
 LIMIT = 4096
 EVENT = {"type": "track", "event": "API Call", "userId": "u1", "messageId": "m1"}
-
-
-def stringify(value: object) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 SERVERS: dict[str, tuple[Callable[..., Any], Callable[[Any], Iterator[str]]]] = {
