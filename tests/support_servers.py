@@ -1,4 +1,5 @@
-"""Loopback HTTP servers for the webhook tests: an app served by uvicorn (ASGI) or wsgiref (WSGI).
+"""Running the webhook apps for tests: served on loopback by uvicorn (ASGI) or wsgiref (WSGI),
+or called directly through the ASGI protocol (``call_asgi``).
 
 Each ``serve_*`` is a generator: ``for url in serve_asgi(app, "/path"): ...`` runs the body once
 while the server listens on a free port of 127.0.0.1, then stops the server and joins its thread.
@@ -6,6 +7,7 @@ while the server listens on a free port of 127.0.0.1, then stops the server and 
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from collections.abc import Iterator
@@ -59,3 +61,23 @@ def serve_wsgi(app: Any, path: str = "") -> Iterator[str]:
         server.shutdown()
         thread.join()
         server.server_close()
+
+
+def call_asgi(
+    app: Any, scope: dict[str, Any], messages: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], int]:
+    """Run one ASGI ``scope`` through ``app`` fed ``messages``; return what it sent and read."""
+    inbox = iter(messages)
+    read = 0
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal read
+        read += 1
+        return next(inbox)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent, read

@@ -4,7 +4,6 @@ receiver, served by uvicorn (ASGI) or wsgiref (WSGI), in hmac and jwt modes."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -14,7 +13,7 @@ import httpx
 import pytest
 
 pytest.importorskip("cryptography")
-from support_servers import serve_asgi, serve_wsgi
+from support_servers import call_asgi, serve_asgi, serve_wsgi
 
 from lago_segment.client import LagoClient
 from lago_segment.lago_webhooks import (
@@ -164,17 +163,8 @@ def test_an_unsigned_webhook_over_http_is_refused(fake, server):
 
 def test_the_asgi_app_closes_a_websocket_instead_of_raising(fake):
     lago, _ = fake
-    inbox = iter([{"type": "websocket.connect"}])
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return next(inbox)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
     app = asgi_app(print, hmac_key=lago.webhook_hmac_key)
-    asyncio.run(app({"type": "websocket", "path": "/"}, receive, send))
+    sent, _ = call_asgi(app, {"type": "websocket", "path": "/"}, [{"type": "websocket.connect"}])
     assert sent == [{"type": "websocket.close", "code": 1008}]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import io
@@ -14,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from support_integrations import RecordingForwarder
-from support_servers import serve_asgi, serve_wsgi
+from support_servers import call_asgi, serve_asgi, serve_wsgi
 from support_webhooks import stringify
 
 from lago_segment.testing import FakeLagoFixture
@@ -127,20 +126,7 @@ def run_asgi(
     """Run one HTTP request through ``app``; return what it sent and how many messages it read."""
     headers = [] if length is None else [(b"content-length", str(length).encode())]
     scope = {"type": "http", "method": "POST", "path": "/", "headers": headers}
-    inbox = iter(messages)
-    read = 0
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        nonlocal read
-        read += 1
-        return next(inbox)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(app(scope, receive, send))
-    return sent, read
+    return call_asgi(app, scope, messages)
 
 
 def chunks(*parts: bytes) -> list[dict[str, Any]]:
@@ -180,16 +166,8 @@ def test_asgi_sends_nothing_when_the_client_disconnects(forwarder: RecordingForw
 
 
 def test_asgi_completes_the_lifespan_protocol(forwarder: RecordingForwarder) -> None:
-    inbox = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return next(inbox)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(asgi_app(forwarder)({"type": "lifespan"}, receive, send))
+    messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent, _ = call_asgi(asgi_app(forwarder), {"type": "lifespan"}, messages)
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
 
 
@@ -251,16 +229,8 @@ def test_wsgi_reads_no_further_than_content_length(forwarder: RecordingForwarder
 
 
 def test_asgi_closes_a_websocket_instead_of_raising(forwarder: RecordingForwarder) -> None:
-    inbox = iter([{"type": "websocket.connect"}])
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return next(inbox)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(asgi_app(forwarder)({"type": "websocket", "path": "/"}, receive, send))
+    scope = {"type": "websocket", "path": "/"}
+    sent, _ = call_asgi(asgi_app(forwarder), scope, [{"type": "websocket.connect"}])
     assert [m["type"] for m in sent] == ["websocket.close"]
 
 
