@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import pytest
+from support_cli import KEY
 from support_forwarder import Driver, FakeSender
 from support_integrations import RecordingForwarder
 
 from lago_segment.forwarder._records import ForwardingFailure
+
+if TYPE_CHECKING:
+    from lago_segment.testing import FakeLago
 
 
 @pytest.fixture
@@ -31,3 +39,27 @@ def sender(driver: Driver) -> FakeSender:
 def errors() -> list[ForwardingFailure]:
     """Where a test's ``on_error`` callback collects the failures."""
     return []
+
+
+@pytest.fixture
+def state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Checkpoints go to the user's state directory: a temporary one here.
+
+    The CLI test modules use it for every test (``pytest.mark.usefixtures("state_home")``).
+    """
+    state = tmp_path / "state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    return state
+
+
+@pytest.fixture
+def fake() -> Iterator[tuple[FakeLago, str]]:
+    """A ``FakeLago`` that takes the CLI tests' key, served on loopback: ``(lago, url)``.
+
+    Modules that need another Lago (other metrics, another key, not served) define their own.
+    """
+    from lago_segment.testing import FakeLago
+
+    lago = FakeLago(api_key=KEY)
+    with lago.serve() as url:
+        yield lago, url

@@ -4,119 +4,42 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from support_cli import (
+    EVENTS,
+    KEY,
+    SPEC,
+    cli_env,
+    example_lines,
+    expected_transaction_ids,
+    mappable_lines,
+    popen,
+    run,
+)
 
 from lago_segment.mapping import MappingSpec
 
 if TYPE_CHECKING:
     from lago_segment.testing import FakeLago
 
-from lago_segment.errors import LagoSegmentError
 from lago_segment.events import parse_event
 from lago_segment.lago import LagoEvent
 
-ROOT = Path(__file__).resolve().parent.parent
-SPEC = ROOT / "examples" / "lago-mapping.toml"
-EVENTS = ROOT / "examples" / "segment-events.jsonl"
-UNMAPPABLE = ROOT / "examples" / "segment-events-unmappable.jsonl"
-KEY = "cli-test-key"
 COMMANDS = ["check", "map", "explain", "replay", "fake-lago"]
 
-
-def cli_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAGO_")}
-    return {**env, "PYTHONPATH": str(ROOT), **extra}
-
-
-def run(
-    *args: str | Path, stdin: str | bytes | None = None, **env: str
-) -> subprocess.CompletedProcess[str]:
-    data = stdin.decode() if isinstance(stdin, bytes) else stdin
-    return subprocess.run(
-        [sys.executable, "-m", "lago_segment", *map(str, args)],
-        input=data,
-        capture_output=True,
-        text=True,
-        env=cli_env(**env),
-        timeout=60,
-        check=False,
-    )
-
-
-def popen(*args: str | Path, **options: Any) -> subprocess.Popen[str]:
-    # A shell without job control starts background jobs with SIGINT ignored,
-    # children inherit that, and the CLI keeps an ignored signal ignored: the
-    # tests that send SIGINT need it on (a handler, unlike SIG_IGN, is not inherited).
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        return subprocess.Popen(
-            [sys.executable, "-m", "lago_segment", *map(str, args)],
-            text=True,
-            env=cli_env(LAGO_API_KEY=KEY),
-            **options,
-        )
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-
-
-def example_lines() -> list[str]:
-    """The bundled events: those that map, then those that cannot."""
-    return [
-        *EVENTS.read_text(encoding="utf-8").splitlines(),
-        *UNMAPPABLE.read_text(encoding="utf-8").splitlines(),
-    ]
-
-
-def mappable_lines() -> list[str]:
-    """The example events every rule maps without an error."""
-    spec = MappingSpec.load(SPEC)
-    good = []
-    for line in example_lines():
-        try:
-            spec.map(parse_event(line))
-        except LagoSegmentError:
-            continue
-        good.append(line)
-    return good
-
-
-def expected_transaction_ids(lines: list[str]) -> list[str]:
-    spec = MappingSpec.load(SPEC)
-    return sorted(e.transaction_id for line in lines for e in spec.map(parse_event(line)))
-
-
-@pytest.fixture(autouse=True)
-def state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Checkpoints go to the user's state directory: a temporary one here."""
-    state = tmp_path / "state"
-    monkeypatch.setenv("XDG_STATE_HOME", str(state))
-    return state
+pytestmark = pytest.mark.usefixtures("state_home")
 
 
 @pytest.fixture(scope="module")
 def mapped_examples() -> subprocess.CompletedProcess[str]:
     return run("map", SPEC, EVENTS)
-
-
-@pytest.fixture
-def fake() -> Iterator[tuple[FakeLago, str]]:
-    from lago_segment.testing import FakeLago
-
-    lago = FakeLago(api_key=KEY)
-    with lago.serve() as url:
-        yield lago, url
 
 
 # -- conventions --------------------------------------------------------------------------

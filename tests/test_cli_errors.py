@@ -15,19 +15,14 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_cli import EVENTS, KEY, SPEC, example_lines, run
+from support_cli import EVENTS, KEY, SPEC, example_lines, run
 
 from lago_segment.cli import _input as cli_input
 from lago_segment.cli import main
 from lago_segment.cli._input import InputError, open_source
 from lago_segment.cli._ledger import Checkpoint, DeadLetters, Mark
 
-
-@pytest.fixture(autouse=True)
-def state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    state = tmp_path / "state"
-    monkeypatch.setenv("XDG_STATE_HOME", str(state))
-    return state
+pytestmark = pytest.mark.usefixtures("state_home")
 
 
 @contextlib.contextmanager

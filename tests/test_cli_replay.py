@@ -9,12 +9,11 @@ import json
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from test_cli import (
+from support_cli import (
     KEY,
     SPEC,
     expected_transaction_ids,
@@ -27,20 +26,7 @@ if TYPE_CHECKING:
     from lago_segment.testing import FakeLago
 
 
-@pytest.fixture(autouse=True)
-def state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    state = tmp_path / "state"
-    monkeypatch.setenv("XDG_STATE_HOME", str(state))
-    return state
-
-
-@pytest.fixture
-def fake() -> Iterator[tuple[FakeLago, str]]:
-    from lago_segment.testing import FakeLago
-
-    lago = FakeLago(api_key=KEY)
-    with lago.serve() as url:
-        yield lago, url
+pytestmark = pytest.mark.usefixtures("state_home")
 
 
 @pytest.fixture

@@ -4,19 +4,16 @@ receiver, served by uvicorn (ASGI) or wsgiref (WSGI), in hmac and jwt modes."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
-import threading
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import httpx
 import pytest
 
 pytest.importorskip("cryptography")
-import uvicorn
+from support_servers import call_asgi, serve_asgi, serve_wsgi
 
 from lago_segment.client import LagoClient
 from lago_segment.lago_webhooks import (
@@ -64,47 +61,9 @@ def segment(message_id: str, event: str, **properties: Any) -> dict[str, Any]:
     }
 
 
-class _UvicornServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = threading.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
-
-
-def serve_asgi(app: Any) -> Iterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = _UvicornServer(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
-    thread.start()
-    assert server.ready.wait(10), "uvicorn did not start"
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}{PATH}"
-    server.should_exit = True
-    thread.join()
-    sock.close()
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-def serve_wsgi(app: Any) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}{PATH}"
-    server.shutdown()
-    thread.join()
-    server.server_close()
-
-
 SERVERS: dict[str, tuple[Callable[..., Any], Callable[[Any], Iterator[str]]]] = {
-    "asgi": (asgi_app, serve_asgi),
-    "wsgi": (wsgi_app, serve_wsgi),
+    "asgi": (asgi_app, partial(serve_asgi, path=PATH)),
+    "wsgi": (wsgi_app, partial(serve_wsgi, path=PATH)),
 }
 
 
@@ -204,24 +163,15 @@ def test_an_unsigned_webhook_over_http_is_refused(fake, server):
 
 def test_the_asgi_app_closes_a_websocket_instead_of_raising(fake):
     lago, _ = fake
-    inbox = iter([{"type": "websocket.connect"}])
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return next(inbox)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
     app = asgi_app(print, hmac_key=lago.webhook_hmac_key)
-    asyncio.run(app({"type": "websocket", "path": "/"}, receive, send))
+    sent, _ = call_asgi(app, {"type": "websocket", "path": "/"}, [{"type": "websocket.connect"}])
     assert sent == [{"type": "websocket.close", "code": 1008}]
 
 
 def test_the_asgi_app_fetches_the_public_key_at_start_up(fake):
     _lago, lago_url = fake
     key = LagoPublicKey.from_lago(API_KEY, api_url=lago_url)
-    for _url in serve_asgi(asgi_app(print, public_key=key, path=PATH)):
+    for _url in serve_asgi(asgi_app(print, public_key=key, path=PATH), PATH):
         assert key.loaded
 
 
@@ -230,7 +180,7 @@ def test_the_dead_letter_option_writes_each_rejected_event(fake, tmp_path):
     deliver(lago_url, [segment("m-nogb", "Page Upload")])
     path = tmp_path / "rejected.jsonl"
     app = wsgi_app(hmac_key=lago.webhook_hmac_key, dead_letter=path, spec=SPEC, path=PATH)
-    for url in serve_wsgi(app):
+    for url in serve_wsgi(app, PATH):
         response = lago.send_events_errors(url)
         assert response is not None
         assert response.status_code == 200

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import io
 import json
 import logging
-import socket
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import httpx
 import pytest
-import uvicorn
 from support_integrations import RecordingForwarder
+from support_servers import call_asgi, serve_asgi, serve_wsgi
+from support_webhooks import stringify
 
 from lago_segment.testing import FakeLagoFixture
 from lago_segment.webhook import ASGIApp, WSGIApp, asgi_app, sign, wsgi_app
@@ -26,50 +23,6 @@ SECRET = "whsec-adapters-2718"
 PATH = "/segment"
 LIMIT = 4096
 EVENT = {"type": "track", "event": "API Call", "userId": "u1", "messageId": "m1"}
-
-
-def stringify(value: object) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-class _UvicornServer(uvicorn.Server):
-    """Tells a waiting test the moment it is listening (no polling)."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = threading.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
-
-
-def serve_asgi(app: ASGIApp) -> Iterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = _UvicornServer(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
-    thread.start()
-    assert server.ready.wait(10), "uvicorn did not start"
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join()
-    sock.close()
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-def serve_wsgi(app: WSGIApp) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join()
-    server.server_close()
 
 
 SERVERS: dict[str, tuple[Callable[..., Any], Callable[[Any], Iterator[str]]]] = {
@@ -173,20 +126,7 @@ def run_asgi(
     """Run one HTTP request through ``app``; return what it sent and how many messages it read."""
     headers = [] if length is None else [(b"content-length", str(length).encode())]
     scope = {"type": "http", "method": "POST", "path": "/", "headers": headers}
-    inbox = iter(messages)
-    read = 0
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        nonlocal read
-        read += 1
-        return next(inbox)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(app(scope, receive, send))
-    return sent, read
+    return call_asgi(app, scope, messages)
 
 
 def chunks(*parts: bytes) -> list[dict[str, Any]]:
@@ -226,16 +166,8 @@ def test_asgi_sends_nothing_when_the_client_disconnects(forwarder: RecordingForw
 
 
 def test_asgi_completes_the_lifespan_protocol(forwarder: RecordingForwarder) -> None:
-    inbox = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return next(inbox)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(asgi_app(forwarder)({"type": "lifespan"}, receive, send))
+    messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent, _ = call_asgi(asgi_app(forwarder), {"type": "lifespan"}, messages)
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
 
 
@@ -297,16 +229,8 @@ def test_wsgi_reads_no_further_than_content_length(forwarder: RecordingForwarder
 
 
 def test_asgi_closes_a_websocket_instead_of_raising(forwarder: RecordingForwarder) -> None:
-    inbox = iter([{"type": "websocket.connect"}])
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return next(inbox)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(asgi_app(forwarder)({"type": "websocket", "path": "/"}, receive, send))
+    scope = {"type": "websocket", "path": "/"}
+    sent, _ = call_asgi(asgi_app(forwarder), scope, [{"type": "websocket.connect"}])
     assert [m["type"] for m in sent] == ["websocket.close"]
 
 

@@ -13,21 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support_integrations import RecordingForwarder, ReportingForwarder
+from support_webhooks import stringify, track
 
 from lago_segment.errors import ConfigurationError, InvalidEventPayload, LagoSegmentError
 from lago_segment.testing import FakeLagoFixture
 from lago_segment.webhook import WebhookResponse, asgi_app, handle, sign, wsgi_app
 
 SECRET = "whsec-security-1618"
-
-
-def track(n: int = 1, **extra: Any) -> dict[str, Any]:
-    return {"type": "track", "event": "API Call", "userId": f"u{n}", "messageId": f"m{n}", **extra}
-
-
-def stringify(value: object) -> bytes:
-    """The body as Segment (JavaScript's JSON.stringify) writes it."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def hex_hmac(data: bytes) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from support_integrations import RecordingForwarder, ReportingForwarder
+from support_webhooks import stringify, track
 
 from lago_segment.errors import (
     DropEvent,
@@ -27,21 +28,12 @@ from lago_segment.webhook import asgi_app, handle, sign, wsgi_app
 SECRET = "whsec-do-not-leak-3141"
 
 
-def track(n: int = 1, **extra: Any) -> dict[str, Any]:
-    return {"type": "track", "event": "API Call", "userId": f"u{n}", "messageId": f"m{n}", **extra}
-
-
-def body_of(value: object) -> bytes:
-    """The body as Segment (JavaScript's JSON.stringify) writes it."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def hex_hmac(data: bytes) -> str:
     return hmac.new(SECRET.encode(), data, hashlib.sha1).hexdigest()
 
 
 def test_an_event_is_parsed_and_forwarded(forwarder: RecordingForwarder) -> None:
-    response = handle(body_of(track()), {}, forwarder)
+    response = handle(stringify(track()), {}, forwarder)
     assert response.status == 200
     [event] = forwarder.events
     assert isinstance(event, Track)
@@ -49,13 +41,13 @@ def test_an_event_is_parsed_and_forwarded(forwarder: RecordingForwarder) -> None
 
 
 def test_a_batch_is_forwarded_in_order(forwarder: RecordingForwarder) -> None:
-    response = handle(body_of([track(1), track(2), track(3)]), {}, forwarder)
+    response = handle(stringify([track(1), track(2), track(3)]), {}, forwarder)
     assert [e.message_id for e in forwarder.events] == ["m1", "m2", "m3"]
     assert (response.received, response.forwarded) == (3, 3)
 
 
 def test_the_response_body_is_short_json_with_the_counters(forwarder: RecordingForwarder) -> None:
-    response = handle(body_of([track(), {"type": "bogus"}]), {}, forwarder)
+    response = handle(stringify([track(), {"type": "bogus"}]), {}, forwarder)
     assert response.json() == {
         "status": "ok",
         "received": 2,
@@ -79,7 +71,7 @@ def test_an_empty_batch_is_fine(forwarder: RecordingForwarder) -> None:
 def test_a_signed_event_is_accepted_whatever_the_header_case(
     forwarder: RecordingForwarder, name: str
 ) -> None:
-    body = body_of(track())
+    body = stringify(track())
     response = handle(body, {name: hex_hmac(body)}, forwarder, secret=SECRET)
     assert response.status == 200
     assert len(forwarder.events) == 1
@@ -88,20 +80,20 @@ def test_a_signed_event_is_accepted_whatever_the_header_case(
 def test_a_missing_signature_is_refused_when_a_secret_is_set(
     forwarder: RecordingForwarder,
 ) -> None:
-    response = handle(body_of(track()), {}, forwarder, secret=SECRET)
+    response = handle(stringify(track()), {}, forwarder, secret=SECRET)
     assert response.status == 401
     assert forwarder.events == []
 
 
 def test_a_wrong_signature_is_refused(forwarder: RecordingForwarder) -> None:
-    body = body_of(track())
+    body = stringify(track())
     response = handle(body, {"X-Signature": hex_hmac(body + b" ")}, forwarder, secret=SECRET)
     assert response.status == 401
     assert forwarder.events == []
 
 
 def test_a_signature_with_another_secret_is_refused(forwarder: RecordingForwarder) -> None:
-    body = body_of(track())
+    body = stringify(track())
     response = handle(body, {"X-Signature": sign(body, "other")}, forwarder, secret=SECRET)
     assert response.status == 401
 
@@ -110,10 +102,10 @@ def test_a_batch_is_verified_on_its_first_element_as_json_stringify_writes_it(
     forwarder: RecordingForwarder,
 ) -> None:
     first = track(1, properties={"city": "Zürich", "b": 1, "a": 2})
-    body = body_of([first, track(2)])
+    body = stringify([first, track(2)])
     response = handle(
         body,
-        {"X-Signature": hex_hmac(body_of(first))},
+        {"X-Signature": hex_hmac(stringify(first))},
         forwarder,
         secret=SECRET,
         allow_partially_signed_batches=True,
@@ -126,7 +118,7 @@ def test_a_batch_signed_with_python_default_separators_is_refused(
     forwarder: RecordingForwarder,
 ) -> None:
     first = track(1)
-    body = body_of([first, track(2)])
+    body = stringify([first, track(2)])
     signature = hex_hmac(json.dumps(first).encode())
     response = handle(
         body,
@@ -155,8 +147,8 @@ def test_elements_after_the_first_are_not_forwarded_on_the_first_ones_signature(
     # could append events, so such a batch is refused by default
     # (tests/test_webhook_security.py covers the setting that allows it).
     first = track(1)
-    signature = hex_hmac(body_of(first))
-    tampered = body_of([first, track(666)])
+    signature = hex_hmac(stringify(first))
+    tampered = stringify([first, track(666)])
     response = handle(tampered, {"X-Signature": signature}, forwarder, secret=SECRET)
     assert response.status == 403
     assert forwarder.events == []
@@ -164,12 +156,12 @@ def test_elements_after_the_first_are_not_forwarded_on_the_first_ones_signature(
 
 def test_sign_writes_what_segment_sends(forwarder: RecordingForwarder) -> None:
     first = track(1)
-    assert sign(body_of(first), SECRET) == hex_hmac(body_of(first))
-    assert sign(body_of([first, track(2)]), SECRET) == hex_hmac(body_of(first))
+    assert sign(stringify(first), SECRET) == hex_hmac(stringify(first))
+    assert sign(stringify([first, track(2)]), SECRET) == hex_hmac(stringify(first))
 
 
 def test_without_a_secret_the_signature_is_not_checked(forwarder: RecordingForwarder) -> None:
-    response = handle(body_of(track()), {"X-Signature": "nonsense"}, forwarder)
+    response = handle(stringify(track()), {"X-Signature": "nonsense"}, forwarder)
     assert response.status == 200
 
 
@@ -189,7 +181,7 @@ def test_the_secret_never_appears_in_responses_reprs_or_logs(
     forwarder: RecordingForwarder, caplog: pytest.LogCaptureFixture
 ) -> None:
     forwarder.raises = RuntimeError("boom")
-    body = body_of(track())
+    body = stringify(track())
     with caplog.at_level(logging.DEBUG):
         responses = [
             handle(body, {}, forwarder, secret=SECRET),
@@ -219,14 +211,14 @@ def test_a_body_that_is_not_a_json_object_or_array_is_a_bad_request(
 
 
 def test_a_body_over_the_limit_is_too_large(forwarder: RecordingForwarder) -> None:
-    body = body_of(track())
+    body = stringify(track())
     response = handle(body, {}, forwarder, max_body_bytes=len(body) - 1)
     assert response.status == 413
     assert forwarder.events == []
 
 
 def test_a_body_at_the_limit_is_accepted(forwarder: RecordingForwarder) -> None:
-    body = body_of(track())
+    body = stringify(track())
     assert handle(body, {}, forwarder, max_body_bytes=len(body)).status == 200
 
 
@@ -235,13 +227,13 @@ def test_a_body_at_the_limit_is_accepted(forwarder: RecordingForwarder) -> None:
 
 def test_an_unsupported_type_is_answered_200_and_counted_not_reported() -> None:
     forwarder = ReportingForwarder()
-    response = handle(body_of({"type": "experiment", "userId": "u"}), {}, forwarder)
+    response = handle(stringify({"type": "experiment", "userId": "u"}), {}, forwarder)
     assert (response.status, response.unsupported, response.forwarded) == (200, 1, 0)
     assert forwarder.events == forwarder.reported == []
 
 
 def test_a_supported_type_in_another_case_is_forwarded(forwarder: RecordingForwarder) -> None:
-    response = handle(body_of(track(type="Track")), {}, forwarder)
+    response = handle(stringify(track(type="Track")), {}, forwarder)
     assert response.forwarded == 1
 
 
@@ -252,7 +244,7 @@ def test_a_supported_type_in_another_case_is_forwarded(forwarder: RecordingForwa
 )
 def test_an_invalid_event_is_rejected_and_reported(item: object) -> None:
     forwarder = ReportingForwarder()
-    response = handle(body_of([track(1), item]), {}, forwarder)
+    response = handle(stringify([track(1), item]), {}, forwarder)
     assert (response.status, response.forwarded, response.rejected) == (200, 1, 1)
     [(error, _)] = forwarder.reported
     assert isinstance(error, InvalidEventPayload)
@@ -267,7 +259,7 @@ def test_an_invalid_event_is_rejected_and_reported(item: object) -> None:
 def test_an_event_our_side_refuses_is_reported_and_answered_200(error: Exception) -> None:
     forwarder = ReportingForwarder()
     forwarder.raises = error
-    response = handle(body_of(track()), {}, forwarder)
+    response = handle(stringify(track()), {}, forwarder)
     assert (response.status, response.rejected) == (200, 1)
     assert forwarder.reported[0][0] is error
     assert forwarder.reported[0][1]["messageId"] == "m1"
@@ -276,7 +268,7 @@ def test_an_event_our_side_refuses_is_reported_and_answered_200(error: Exception
 def test_a_dropped_event_is_counted_not_reported() -> None:
     forwarder = ReportingForwarder()
     forwarder.raises = DropEvent()
-    response = handle(body_of(track()), {}, forwarder)
+    response = handle(stringify(track()), {}, forwarder)
     assert (response.status, response.dropped) == (200, 1)
     assert forwarder.reported == []
 
@@ -284,7 +276,7 @@ def test_a_dropped_event_is_counted_not_reported() -> None:
 def test_an_event_a_handler_does_not_support_is_counted_and_reported() -> None:
     forwarder = ReportingForwarder()
     forwarder.raises = EventNotSupported("no onTrack")
-    response = handle(body_of(track()), {}, forwarder)
+    response = handle(stringify(track()), {}, forwarder)
     assert (response.status, response.unsupported) == (200, 1)
     assert len(forwarder.reported) == 1
 
@@ -297,7 +289,7 @@ def test_an_event_a_handler_does_not_support_is_counted_and_reported() -> None:
 def test_a_transient_failure_is_answered_500_so_segment_retries(error: Exception) -> None:
     forwarder = ReportingForwarder()
     forwarder.raises = error
-    response = handle(body_of([track(1), track(2)]), {}, forwarder)
+    response = handle(stringify([track(1), track(2)]), {}, forwarder)
     assert response.status == 500
     assert response.json()["status"] == "error"
     assert [e for e, _ in forwarder.reported] == [error]
@@ -311,7 +303,7 @@ def test_after_a_transient_failure_the_rest_of_the_batch_is_left_for_the_retry()
             super().forward(event)
 
     forwarder = FailsSecond()
-    response = handle(body_of([track(1), track(2), track(3)]), {}, forwarder)
+    response = handle(stringify([track(1), track(2), track(3)]), {}, forwarder)
     assert (response.status, response.forwarded) == (500, 1)
     assert len(forwarder.events) == 1
 
@@ -320,7 +312,7 @@ def test_an_explicit_error_callback_wins_over_the_forwarders_report() -> None:
     forwarder = ReportingForwarder()
     forwarder.raises = MappingError("no rule")
     seen: list[Exception] = []
-    handle(body_of(track()), {}, forwarder, on_error=lambda e, _: seen.append(e))
+    handle(stringify(track()), {}, forwarder, on_error=lambda e, _: seen.append(e))
     assert seen == [forwarder.raises]
     assert forwarder.reported == []
 
@@ -330,7 +322,7 @@ def test_without_any_callback_failures_are_logged(
 ) -> None:
     forwarder.raises = MappingError("no rule matched")
     with caplog.at_level(logging.ERROR, logger="lago_segment"):
-        handle(body_of(track()), {}, forwarder)
+        handle(stringify(track()), {}, forwarder)
     assert "no rule matched" in caplog.text
     assert "m1" in caplog.text
 
