@@ -5,17 +5,20 @@ rebalance callbacks *incremental* sets (only the partitions added or taken);
 confluent-kafka then calls ``incremental_assign``/``incremental_unassign`` for
 callbacks that do not assign themselves, which :class:`OwnedPartitions`'s never
 do. A member that stops polling past ``max.poll.interval.ms`` is thrown out of
-the group and its partitions are *lost*: ``on_lost``, not ``on_revoke``, and no
-commit may follow for them.
+the group and its partitions are *lost*: its next poll calls ``on_lost`` (or
+``on_revoke``, for partitions whose revocation was already pending when it
+stalled, as the eager protocol's always is), and no commit may follow for them.
 
 These tests run on their own mock cluster (see ``test_kafka``) with short
 session timeouts: the mock broker waits ``session.timeout.ms - 1 s`` for the
-members to rejoin, so a rebalance phase takes 3.5 s instead of 44 (the first join always
-takes 3 s, and a shorter session expires members during that join).
+members to rejoin, so a rebalance phase takes 3.5 s instead of librdkafka's
+default 44 (the first join always takes 3 s, and a shorter session expires
+members during that join).
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -35,6 +38,7 @@ from test_kafka import (  # noqa: E402 (after the importorskip)
     assert_all_committed,
     fake_client,
     offsets,
+    track,
     unique,
     wait_until,
 )
@@ -67,15 +71,7 @@ def produce_spread(cluster: tuple[Any, str], topic: str, numbers: range) -> None
     """One message per number, round-robin over the partitions."""
     producer, _ = cluster
     for n in numbers:
-        producer.produce(
-            topic,
-            (
-                f'{{"type":"track","event":"API Call","userId":"sub-{n % 13}",'
-                f'"messageId":"msg-{n}","timestamp":"2026-05-20T10:00:00.000Z",'
-                f'"properties":{{"calls":1}}}}'
-            ).encode(),
-            partition=n % PARTITIONS,
-        )
+        producer.produce(topic, json.dumps(track(n)).encode(), partition=n % PARTITIONS)
     assert producer.flush(30) == 0
 
 
