@@ -30,7 +30,7 @@ from lago_segment.testing import FakeLago
 
 ck = pytest.importorskip("confluent_kafka")
 
-from test_kafka import (  # noqa: E402 (after the importorskip)
+from support_kafka import (  # noqa: E402 (after the importorskip)
     KEY,
     SPEC,
     Running,

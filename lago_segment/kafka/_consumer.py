@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from lago_segment._reporting import message_id_of
 from lago_segment.errors import (
     ConfigurationError,
     InvalidEventPayload,
@@ -370,7 +371,7 @@ class SegmentConsumer:
                 if reason != "mapping_failed"
                 else MappingError(problem),
                 "mapping",
-                payload.get("messageId") if isinstance(payload, dict) else None,
+                message_id_of(payload),
                 None,
                 payload if isinstance(payload, dict) else None,
             )
