@@ -80,7 +80,7 @@ def _check_properties(instance: object, attribute: Any, value: dict[str, Any]) -
 
 @attrs.frozen
 class _GeneratedInit:
-    """LagoEvent's checks of the common case, in the __init__ attrs generates (the reference)."""
+    """LagoEvent's checks of the common case as bare attrs validators (the reference)."""
 
     transaction_id: str = attrs.field(validator=_check_id)
     external_subscription_id: str = attrs.field(validator=_check_id)
@@ -93,7 +93,7 @@ class _GeneratedInit:
 _ARGS = ("m-1", "sub-1", "api_calls", 1714564800, {"region": "eu", "seats": 3, "plan": "pro"})
 
 
-def _hand_written() -> None:
+def _lago_event() -> None:
     LagoEvent(*_ARGS)
 
 
@@ -109,7 +109,7 @@ def run() -> list[Result]:
     parse = best_of(_parse_all, number=number) / n
     both = best_of(_parse_and_map_all, number=number) / n
     mapping = best_of(_map_all, number=number) / n
-    hand = best_of(_hand_written, number=50_000)
+    hand = best_of(_lago_event, number=50_000)
     generated = best_of(_generated, number=50_000)
     return [
         Result(
@@ -144,14 +144,14 @@ def run() -> list[Result]:
             baseline=loads * 1e6,
         ),
         Result(
-            # Why LagoEvent's __init__ is written by hand (lago.py): every
-            # forwarded event is built there, and a mapped event builds ~1.3.
-            name="LagoEvent(...), hand-written __init__, 3 properties",
+            # Every forwarded event is built here (a mapped event builds ~1.3).
+            # A hand-written __init__ measured no faster than this (about 1.0x),
+            # so attrs generates LagoEvent's, with a converter per field.
+            name="LagoEvent(...), 3 properties",
             value=hand * 1e6,
             unit="µs",
-            baseline_name="the same checks as attrs validators",
+            baseline_name="bare attrs class, same checks",
             baseline=generated * 1e6,
-            target=0.8,
         ),
     ]
 
