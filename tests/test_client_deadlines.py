@@ -10,6 +10,7 @@ from support_client import RawServer, Runner, json_reply, lago, make_event
 
 from lago_segment._retry import RetryPolicy
 from lago_segment.client._flows import BATCH_PATH, Call, ClientFlows
+from lago_segment.client._options import ClientOptions
 from lago_segment.errors import LagoResponseTooLargeError, LagoTimeoutError
 
 __all__ = ["lago"]
@@ -68,14 +69,13 @@ def test_each_call_gets_what_is_left_of_the_retry_deadline() -> None:
     policy = RetryPolicy(
         attempts=5, timeout=10.0, wait_initial=1, wait_jitter=0, clock=lambda: now[0]
     )
-    flows = ClientFlows.create(
-        "key",
-        api_url="https://lago.test",
-        retry=policy,
-        allow_insecure_http=False,
-        on_rate_limit=None,
-        max_batch_size=100,
-        max_batch_bytes=10**6,
+    flows = ClientFlows(
+        ClientOptions(
+            api_key="key",
+            api_url="https://lago.test",
+            retry=policy,
+            max_batch_bytes=10**6,
+        )
     )
     flow = flows.send_batch([make_event()])
     first = next(flow)

@@ -12,6 +12,7 @@ from support_client import make_event
 from lago_segment._retry import RetryPolicy
 from lago_segment.client._batching import plan_batches
 from lago_segment.client._flows import ClientFlows, Wait
+from lago_segment.client._options import ClientOptions
 from lago_segment.client._responses import rate_limit_info, rejected_indices, server_wait
 from lago_segment.client._urls import check_api_url
 from lago_segment.errors import ConfigurationError
@@ -116,14 +117,13 @@ def testing_mode() -> Iterator[None]:
 
 
 def test_set_testing_retries_without_waiting(testing_mode: None) -> None:
-    flows = ClientFlows.create(
-        "key",
-        api_url="https://lago.test",
-        retry=RetryPolicy(attempts=3),
-        allow_insecure_http=False,
-        on_rate_limit=None,
-        max_batch_size=100,
-        max_batch_bytes=10**6,
+    flows = ClientFlows(
+        ClientOptions(
+            api_key="key",
+            api_url="https://lago.test",
+            retry=RetryPolicy(attempts=3),
+            max_batch_bytes=10**6,
+        )
     )
     flow = flows.send(make_event())
     steps = [next(flow)]
@@ -136,14 +136,13 @@ def test_set_testing_retries_without_waiting(testing_mode: None) -> None:
 @pytest.mark.parametrize("size", [0, 101])
 def test_batch_size_must_be_between_1_and_100(size: int) -> None:
     with pytest.raises(ConfigurationError, match="max_batch_size"):
-        ClientFlows.create(
-            "key",
-            api_url="https://lago.test",
-            retry=None,
-            allow_insecure_http=False,
-            on_rate_limit=None,
-            max_batch_size=size,
-            max_batch_bytes=10**6,
+        ClientFlows(
+            ClientOptions(
+                api_key="key",
+                api_url="https://lago.test",
+                max_batch_size=size,
+                max_batch_bytes=10**6,
+            )
         )
 
 
@@ -188,14 +187,13 @@ def test_the_client_flow_waits_grow_by_wait_exp_base() -> None:
     policy = RetryPolicy(
         attempts=4, timeout=None, wait_initial=1, wait_max=100, wait_jitter=0, wait_exp_base=3
     )
-    flows = ClientFlows.create(
-        "key",
-        api_url="https://lago.test",
-        retry=policy,
-        allow_insecure_http=False,
-        on_rate_limit=None,
-        max_batch_size=100,
-        max_batch_bytes=10**6,
+    flows = ClientFlows(
+        ClientOptions(
+            api_key="key",
+            api_url="https://lago.test",
+            retry=policy,
+            max_batch_bytes=10**6,
+        )
     )
     flow = flows.send(make_event())
     next(flow)

@@ -113,6 +113,21 @@ def test_repr_and_api_url_never_show_url_credentials(lago: Runner, url: str) -> 
     assert API_KEY not in shown
 
 
+def test_the_options_repr_never_shows_the_key_nor_url_credentials(lago: Runner) -> None:
+    client = lago.client(
+        api_url="https://bob:hunter22@lago.example.com",
+        proxy="http://carol:swordfish9@proxy.example.com:3128",
+    )
+    options = client._options
+    assert options.api_key == API_KEY  # the key is held, only never shown
+    shown = repr(options) + repr(client._flows) + str(options)
+    for secret in (API_KEY, "hunter22", "swordfish9"):
+        assert secret not in shown
+    assert "api_key='********'" in shown
+    assert "lago.example.com" in shown
+    assert "proxy.example.com" in shown
+
+
 # -- proxies -------------------------------------------------------------------
 
 

@@ -15,7 +15,8 @@ The package, in the order a request goes through it:
 
 - ``_sync`` / ``_async``: :class:`LagoClient` and :class:`AsyncLagoClient`,
   each with the driver that runs the flows with its kind of I/O;
-- ``_base``: what both shells share (options, budgets, repr);
+- ``_options``: ``ClientOptions``, the options both shells take, checked once;
+- ``_base``: what both shells share (connection pool options, budgets, repr);
 - ``_flows``: ``ClientFlows``, the validated settings and the I/O-free flows
   (send, send_batch, estimate_fees) that yield ``Call`` and ``Wait`` steps;
 - ``_batching``: batch planning and the JSON request bodies;

@@ -17,6 +17,7 @@ from ._base import BaseClient
 from ._batching import DEFAULT_MAX_BATCH_BYTES, MAX_BATCH_SIZE
 from ._deadline import within
 from ._flows import Call, Flow, Reply, Wait
+from ._options import ClientOptions
 from ._responses import DEFAULT_MAX_RESPONSE_BYTES, BodyReader, RateLimitInfo
 from ._results import BatchResult
 from ._urls import US_API_URL
@@ -73,19 +74,20 @@ class AsyncLagoClient(BaseClient):
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         proxy: str | httpx.Proxy | None = None,
     ) -> None:
-        super().__init__(
-            api_key,
+        options = ClientOptions(
+            api_key=api_key,
             api_url=api_url,
             timeout=timeout,
             retry=retry,
+            http_client=http_client,
             allow_insecure_http=allow_insecure_http,
             on_rate_limit=on_rate_limit,
             max_batch_size=max_batch_size,
             max_batch_bytes=max_batch_bytes,
             max_response_bytes=max_response_bytes,
             proxy=proxy,
-            http_client=http_client,
         )
+        super().__init__(options)
         self._http = http_client or httpx.AsyncClient(**self._pool_options())
 
     async def _post(self, call: Call) -> httpx.Response:
@@ -104,7 +106,7 @@ class AsyncLagoClient(BaseClient):
         response = await self._http.send(self._request(call, budget), stream=True)
         try:
             # within() holds the deadline; the reader only bounds the size.
-            reader = BodyReader(response, self._flows.max_response_bytes, None)
+            reader = BodyReader(response, self._options.max_response_bytes, None)
             if reader.fits:
                 await response.aread()
                 return response
@@ -115,7 +117,7 @@ class AsyncLagoClient(BaseClient):
         return reader.response()
 
     async def _sleep(self, seconds: float) -> None:
-        policy = self._flows.policy
+        policy = self._options.retry
         if policy.sleep is not None:
             policy.sleep(seconds)
         else:

@@ -1,92 +1,51 @@
-"""What both client shells share: option checks, the connection pool's options, budgets, repr.
+"""What both client shells share: the connection pool's options, budgets, repr.
 
-:class:`BaseClient` validates the options once (the rest in
-:meth:`ClientFlows.create <lago_segment.client._flows.ClientFlows.create>`),
-works out each exchange's time budget, builds the request, turns whatever a
-transport raised into what the caller may see, and gives both clients their
-read-only properties. The sync and async shells add only the I/O.
+:class:`BaseClient` is built from the shell's validated
+:class:`~lago_segment.client._options.ClientOptions`, works out each exchange's
+time budget, builds the request, turns whatever a transport raised into what
+the caller may see, and gives both clients their read-only properties. The
+sync and async shells add only the I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from lago_segment._retry import RetryPolicy
-from lago_segment.errors import (
-    ClientClosedError,
-    ConfigurationError,
-    LagoConnectionError,
-    LagoTransportError,
-)
+from lago_segment.errors import ClientClosedError, LagoConnectionError, LagoTransportError
 
 from ._deadline import exchange_bound
 from ._flows import Call, ClientFlows
+from ._options import ClientOptions
 from ._redact import mask, safe_url
-from ._responses import RateLimitInfo
 
 
 class BaseClient:
-    """Options, deadlines, closing and repr shared by both clients."""
+    """Deadlines, closing, properties and repr shared by both clients, from their options."""
 
+    _options: ClientOptions
     _flows: ClientFlows
     _http: httpx.Client | httpx.AsyncClient
     _timeout: httpx.Timeout
     _owns_http: bool
     _closed: bool
 
-    def __init__(
-        self,
-        api_key: str,
-        *,
-        api_url: str,
-        timeout: float | httpx.Timeout | None,
-        retry: RetryPolicy | None,
-        allow_insecure_http: bool,
-        on_rate_limit: Callable[[RateLimitInfo], None] | None,
-        max_batch_size: int,
-        max_batch_bytes: int,
-        max_response_bytes: int,
-        proxy: str | httpx.Proxy | None,
-        http_client: object,
-    ) -> None:
-        self._flows = ClientFlows.create(
-            api_key,
-            api_url=api_url,
-            retry=retry,
-            allow_insecure_http=allow_insecure_http,
-            on_rate_limit=on_rate_limit,
-            max_batch_size=max_batch_size,
-            max_batch_bytes=max_batch_bytes,
-            max_response_bytes=max_response_bytes,
-        )
-        if isinstance(timeout, httpx.Timeout):
-            self._timeout = timeout
-        elif timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
-        ):
-            raise ConfigurationError(
-                "timeout", f"must be a number of seconds > 0 or an httpx.Timeout, not {timeout!r}"
-            )
-        else:
-            self._timeout = httpx.Timeout(timeout)
+    def __init__(self, options: ClientOptions) -> None:
+        self._options = options
+        self._flows = ClientFlows(options)
+        self._timeout = options.http_timeout
         self._bound = exchange_bound(self._timeout)
-        if proxy is not None and http_client is not None:
-            raise ConfigurationError(
-                "proxy", "give the proxy to your own http_client, or leave http_client out"
-            )
-        self._proxy = proxy
-        self._owns_http = http_client is None
+        self._owns_http = options.http_client is None
         self._closed = False
-        self._headers = {} if http_client is None else dict(self._flows.headers)
+        self._headers = {} if options.http_client is None else dict(self._flows.headers)
 
     def _pool_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {"headers": self._flows.headers, "timeout": self._timeout}
-        if self._proxy is not None:
-            options["proxy"] = self._proxy
-        elif self._flows.api_url.startswith("http://"):
+        if self._options.proxy is not None:
+            options["proxy"] = self._options.proxy
+        elif self._options.origin.startswith("http://"):
             # A proxy from the environment (HTTP_PROXY, ALL_PROXY) would see the
             # Bearer key in clear: plain http goes direct unless the proxy was
             # given explicitly. https keeps the environment's proxies (the
@@ -143,12 +102,12 @@ class BaseClient:
     @property
     def api_url(self) -> str:
         """The Lago origin this client posts to (without ``/api/v1``; userinfo masked)."""
-        return safe_url(self._flows.api_url)
+        return safe_url(self._options.origin)
 
     @property
     def retry(self) -> RetryPolicy:
         """The retry policy in use."""
-        return self._flows.policy
+        return self._options.retry
 
     @property
     def closed(self) -> bool:
@@ -158,7 +117,7 @@ class BaseClient:
     @property
     def max_response_bytes(self) -> int:
         """The longest response body this client reads (longer: ``LagoResponseTooLargeError``)."""
-        return self._flows.max_response_bytes
+        return self._options.max_response_bytes
 
     def redact(self, text: str) -> str:
         """``text`` with this client's secrets (API key, URL userinfo) replaced by ``********``.
@@ -173,5 +132,5 @@ class BaseClient:
         return self._flows.redact(text)
 
     def __repr__(self) -> str:
-        key = mask(self._flows.api_key)
+        key = mask(self._options.api_key)
         return f"{type(self).__name__}(api_url={self.api_url!r}, api_key={key})"

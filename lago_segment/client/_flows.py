@@ -8,14 +8,14 @@ the transport error the call ended with (httpx's, or the shell's own
 a :class:`~lago_segment.errors.ClientClosedError` is thrown into it. A 15-line sync driver
 (``_sync.drive``) and a 15-line async driver (``_async.adrive``) run the same
 flows, so the two clients cannot drift apart, and every decision here is
-testable with plain function calls. :class:`ClientFlows` holds the validated
-settings the flows run with.
+testable with plain function calls. :class:`ClientFlows` runs them with a
+client's validated :class:`~lago_segment.client._options.ClientOptions`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from typing import Any, TypeVar
 
 import attrs
@@ -23,36 +23,22 @@ import httpx
 
 from lago_segment import _metrics
 from lago_segment._reporting import log_fields
-from lago_segment._retry import RetryPolicy, is_testing
+from lago_segment._retry import is_testing
 from lago_segment._version import __version__
 from lago_segment.errors import (
     ClientClosedError,
-    ConfigurationError,
     LagoAPIError,
     LagoTransportError,
     LagoValidationError,
 )
 from lago_segment.lago import LagoEvent, PropertyValue
 
-from ._batching import (
-    DEFAULT_MAX_BATCH_BYTES,
-    MAX_BATCH_SIZE,
-    Batch,
-    batch_body,
-    dumps,
-    event_body,
-    plan_batches,
-)
-from ._redact import (
-    Redactor,
-    check_api_key,
-    safe_url,
-)
+from ._batching import Batch, batch_body, dumps, event_body, plan_batches
+from ._options import ClientOptions
+from ._redact import Redactor
 from ._responses import (
-    DEFAULT_MAX_RESPONSE_BYTES,
     RETRY_STATUSES,
     RETRY_TRANSPORT_ERRORS,
-    RateLimitInfo,
     error_from_response,
     is_duplicate,
     is_permanent,
@@ -63,9 +49,6 @@ from ._responses import (
     transport_error,
 )
 from ._results import BatchResult, DeliveryFailure
-from ._urls import (
-    check_api_url,
-)
 
 logger = logging.getLogger("lago_segment.client")
 
@@ -105,27 +88,21 @@ Flow = Generator[Step, Reply, T]
 
 @attrs.frozen(slots=True)
 class ClientFlows:
-    """A client's validated settings and the flows both shells run with them.
+    """The flows both shells run with a client's validated :class:`ClientOptions`.
 
-    The settings: key, origin, retry policy, batch and response limits, and
-    what derives from them (request headers, the redactor). The flows:
-    :meth:`send`, :meth:`send_batch`, :meth:`estimate_fees`, over :meth:`call`.
+    What derives from the options is kept here (request headers, the
+    redactor). The flows: :meth:`send`, :meth:`send_batch`,
+    :meth:`estimate_fees`, over :meth:`call`.
     """
 
-    api_key: str = attrs.field(repr=False)
-    api_url: str = attrs.field(repr=safe_url)
-    policy: RetryPolicy
-    on_rate_limit: Callable[[RateLimitInfo], None] | None = attrs.field(default=None, repr=False)
-    max_batch_size: int = MAX_BATCH_SIZE
-    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
-    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    options: ClientOptions
     headers: Mapping[str, str] = attrs.field(init=False, repr=False)
     redact: Redactor = attrs.field(init=False, repr=False)
 
     @headers.default
     def _headers(self) -> Mapping[str, str]:
         return {
-            "Authorization": f"Bearer {self.api_key}",
+            "Authorization": f"Bearer {self.options.api_key}",
             "Content-Type": "application/json",
             "Accept": "application/json",
             # Lago's answers are small: compression would only let a bounded
@@ -136,48 +113,11 @@ class ClientFlows:
 
     @redact.default
     def _redactor(self) -> Redactor:
-        return Redactor.for_client(self.api_key, self.api_url)
-
-    @classmethod
-    def create(
-        cls,
-        api_key: str,
-        *,
-        api_url: str,
-        retry: RetryPolicy | None,
-        allow_insecure_http: bool,
-        on_rate_limit: Callable[[RateLimitInfo], None] | None,
-        max_batch_size: int,
-        max_batch_bytes: int,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-    ) -> ClientFlows:
-        """Validate the client options and build the flows."""
-        check_api_key(api_key)
-        if isinstance(max_batch_size, bool) or not 1 <= max_batch_size <= MAX_BATCH_SIZE:
-            raise ConfigurationError(
-                "max_batch_size", f"must be between 1 and {MAX_BATCH_SIZE}, not {max_batch_size}"
-            )
-        if isinstance(max_batch_bytes, bool) or max_batch_bytes < 1:
-            raise ConfigurationError("max_batch_bytes", f"must be >= 1, not {max_batch_bytes}")
-        if isinstance(max_response_bytes, bool) or not (
-            isinstance(max_response_bytes, int) and max_response_bytes >= 1024
-        ):
-            raise ConfigurationError(
-                "max_response_bytes", f"must be an int >= 1024, not {max_response_bytes!r}"
-            )
-        return cls(
-            api_key,
-            check_api_url(api_url, allow_insecure_http=allow_insecure_http),
-            retry if retry is not None else RetryPolicy(),
-            on_rate_limit,
-            max_batch_size,
-            max_batch_bytes,
-            max_response_bytes,
-        )
+        return Redactor.for_client(self.options.api_key, self.options.origin)
 
     def url(self, path: str) -> str:
         """The absolute URL of an API path."""
-        return self.api_url + path
+        return self.options.origin + path
 
     def call(self, call: Call) -> Flow[tuple[httpx.Response | LagoTransportError, int]]:
         """Send one call until it gets a final answer; return it and how many retries it took.
@@ -185,7 +125,7 @@ class ClientFlows:
         The answer is a response (a success, a status not worth retrying, or
         the last retryable status when retries ran out) or a transport error.
         """
-        policy = self.policy
+        policy = self.options.retry
         deadline = None if policy.timeout is None else policy.clock() + policy.timeout
         attempt = 0
         while True:
@@ -237,13 +177,14 @@ class ClientFlows:
                 yield Wait(wait)
 
     def _report_rate_limit(self, response: httpx.Response) -> None:
-        if self.on_rate_limit is None:
+        on_rate_limit = self.options.on_rate_limit
+        if on_rate_limit is None:
             return
         info = rate_limit_info(response.headers)
         if info is None:
             return
         try:
-            self.on_rate_limit(info)
+            on_rate_limit(info)
         except Exception:
             # Observability must never break delivery.
             logger.exception("on_rate_limit callback failed")
@@ -276,7 +217,8 @@ class ClientFlows:
         planned = 0
         pending: list[LagoEvent] = []
         try:
-            for batch in plan_batches(given, self.max_batch_size, self.max_batch_bytes):
+            options = self.options
+            for batch in plan_batches(given, options.max_batch_size, options.max_batch_bytes):
                 planned += len(batch.events)
                 pending = list(batch.events)
                 retries += yield from self._deliver(batch, pending, delivered, duplicates, failed)

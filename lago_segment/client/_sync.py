@@ -18,6 +18,7 @@ from ._base import BaseClient
 from ._batching import DEFAULT_MAX_BATCH_BYTES, MAX_BATCH_SIZE
 from ._deadline import DeadlineBackend, bound_sockets, request_deadline
 from ._flows import Call, Flow, Reply, Wait
+from ._options import ClientOptions
 from ._responses import DEFAULT_MAX_RESPONSE_BYTES, BodyReader, RateLimitInfo
 from ._results import BatchResult
 from ._urls import US_API_URL
@@ -82,19 +83,20 @@ class LagoClient(BaseClient):
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         proxy: str | httpx.Proxy | None = None,
     ) -> None:
-        super().__init__(
-            api_key,
+        options = ClientOptions(
+            api_key=api_key,
             api_url=api_url,
             timeout=timeout,
             retry=retry,
+            http_client=http_client,
             allow_insecure_http=allow_insecure_http,
             on_rate_limit=on_rate_limit,
             max_batch_size=max_batch_size,
             max_batch_bytes=max_batch_bytes,
             max_response_bytes=max_response_bytes,
             proxy=proxy,
-            http_client=http_client,
         )
+        super().__init__(options)
         self._backends: list[DeadlineBackend] = []
         if http_client is None:
             http_client = httpx.Client(**self._pool_options())
@@ -115,7 +117,7 @@ class LagoClient(BaseClient):
         try:
             response = self._http.send(self._request(call, budget), stream=True)
             try:
-                reader = BodyReader(response, self._flows.max_response_bytes, deadline)
+                reader = BodyReader(response, self._options.max_response_bytes, deadline)
                 if reader.fits and self._sockets_bounded:
                     response.read()  # the sockets hold the deadline
                     return response
@@ -140,7 +142,7 @@ class LagoClient(BaseClient):
             raise ClientClosedError(f"{type(self).__name__} was closed during a retry wait")
 
     def _run(self, flow: Flow[T]) -> T:
-        return drive(flow, self._post, self._flows.policy.sleep or self._sleep)
+        return drive(flow, self._post, self._options.retry.sleep or self._sleep)
 
     def send(self, event: LagoEvent) -> None:
         """Post one event (retrying per the policy).
