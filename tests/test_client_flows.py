@@ -146,28 +146,6 @@ def test_batch_size_must_be_between_1_and_100(size: int) -> None:
         )
 
 
-@pytest.mark.parametrize(
-    ("field", "bad"),
-    [
-        ("attempts", 0),
-        ("attempts", None),
-        ("attempts", "3"),
-        ("timeout", -1),
-        ("timeout", True),
-        ("wait_initial", -0.1),
-        ("wait_initial", None),
-        ("wait_max", "5"),
-        ("wait_jitter", -1),
-        ("wait_exp_base", 0.5),
-        ("wait_exp_base", "2"),
-    ],
-)
-def test_retry_policy_names_the_bad_field(field: str, bad: object) -> None:
-    with pytest.raises(ConfigurationError) as caught:
-        RetryPolicy(**{field: bad})  # type: ignore[arg-type]
-    assert caught.value.option == field
-
-
 def test_retry_policy_takes_the_six_fields_of_staminas_vocabulary() -> None:
     policy = RetryPolicy(
         attempts=1, timeout=None, wait_initial=0, wait_max=0, wait_jitter=0, wait_exp_base=1
