@@ -151,10 +151,13 @@ def test_cooperative_members_joining_and_leaving_bill_every_event_once(
         wait_until(lambda: owned(first) == everything, 30, "the first member's assignment")
         wait_until(lambda: len(fake.events) >= 200, 30, "the first events")
         with Running(second):
-            produce_spread(cluster, topic, range(1000, 2000))
             wait_until(lambda: owned(second) != set(), 30, "the second member's share")
             taken = owned(second)
             assert owned(first) == everything - taken
+            # Produced once the share moved: else the first member, while the
+            # second's join takes seconds, may read all of it first, and the
+            # second would have nothing to deliver.
+            produce_spread(cluster, topic, range(1000, 2000))
             wait_until(lambda: second.stats.delivered > 0, 30, "the second member's deliveries")
             assert len(fake.events) < total
         # The second member left mid-stream: its partitions came back to the first.
