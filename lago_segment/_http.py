@@ -139,7 +139,10 @@ class JSONEndpoint(Generic[R]):
         if self.path is not None and path != self.path:
             return self.refuse(404, "not found")
         if method != "POST":
-            return self.refuse(405, "only POST")
+            refused: Any = self.refuse(405, "only POST")  # both response classes are attrs
+            # RFC 9110: a 405 names the methods allowed.
+            allowed: R = attrs.evolve(refused, headers=(*refused.headers, ("Allow", "POST")))
+            return allowed
         if content_length is not None:
             try:
                 length = int(content_length)

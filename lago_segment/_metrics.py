@@ -162,19 +162,22 @@ def _create_instruments() -> None:
     else:
         meter = _state.provider.get_meter(names.METER_NAME, __version__)
 
-    def create(name: str, how: Any, *callbacks: Any) -> Any:
+    def about(name: str) -> tuple[str, str]:
+        """The instrument's unit and description."""
         _, unit, description = names.INSTRUMENTS[name]
-        return how(name, *([list(callbacks)] if callbacks else []), unit, description)
+        return unit, description
 
-    create(names.EVENTS, meter.create_observable_counter, _observe_events)
+    meter.create_observable_counter(names.EVENTS, [_observe_events], *about(names.EVENTS))
     for name, callback in (
         (names.QUEUE_DEPTH, _observe_queue),
         (names.SPOOL_DEPTH, _observe_spool),
         (names.IN_FLIGHT, _observe_in_flight),
     ):
-        create(name, meter.create_observable_gauge, callback)
-    _state.duration = create(names.REQUEST_DURATION, meter.create_histogram)
-    _state.batch_size = create(names.BATCH_SIZE, meter.create_histogram)
+        meter.create_observable_gauge(name, [callback], *about(name))
+    _state.duration = meter.create_histogram(
+        names.REQUEST_DURATION, *about(names.REQUEST_DURATION)
+    )
+    _state.batch_size = meter.create_histogram(names.BATCH_SIZE, *about(names.BATCH_SIZE))
     _state.made[_state.provider] = (_state.duration, _state.batch_size)
 
 

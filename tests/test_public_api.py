@@ -156,7 +156,9 @@ def test_a_lazy_package_without_its_stub_says_what_is_missing(tmp_path: Path) ->
     assert "__init__.pyi, which is missing" in out.stderr
 
 
-def test_every_stub_entry_is_a_public_name_of_its_package() -> None:
+def test_every_public_name_is_re_exported_for_type_checkers() -> None:
+    # __all__ is read from the stub at run time; what this checks is that each of
+    # its imports has the `A as A` form, without which mypy does not export A.
     for name in ("lago_segment", "lago_segment.kafka", "lago_segment.testing"):
         module = importlib.import_module(name)
         stub = Path(module.__file__).with_suffix(".pyi").read_text()  # type: ignore[arg-type]

@@ -289,11 +289,8 @@ class Endpoint(JSONEndpoint[LagoWebhookResponse]):
         return self.public_key is not None and not self.public_key.loaded
 
     def refuse(self, status: int, error: str) -> LagoWebhookResponse:
-        """The error answer with this ``status`` (a 405 names the method allowed)."""
-        response = _respond(status, error)
-        if status == 405:  # RFC 9110: a 405 carries Allow
-            response = attrs.evolve(response, headers=(*response.headers, ("Allow", "POST")))
-        return response
+        """The error answer with this ``status`` (``precheck`` adds a 405's ``Allow``)."""
+        return _respond(status, error)
 
     def close(self) -> None:
         """Close the dead-letter file, if one was asked for."""

@@ -105,12 +105,15 @@ def _js_ordered(value: Mapping[Any, Any]) -> list[tuple[str, Any]]:
     a JavaScript object lists its integer-like keys first, in numeric order,
     then its other keys in insertion order.
     """
-    items = [(str(k), v) for k, v in value.items()]
-    indices = [item for item in items if _is_array_index(item[0])]
+    indices: list[tuple[str, Any]] = []
+    others: list[tuple[str, Any]] = []
+    for k, v in value.items():
+        key = str(k)
+        (indices if _is_array_index(key) else others).append((key, v))
     if not indices:
-        return items
+        return others
     indices.sort(key=lambda item: int(item[0]))
-    return indices + [item for item in items if not _is_array_index(item[0])]
+    return indices + others
 
 
 def json_text(value: Any) -> str:

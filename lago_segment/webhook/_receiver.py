@@ -79,14 +79,11 @@ def _respond(
     status: int,
     error: str | None = None,
     *,
-    allow: str | None = None,
     counts: Mapping[str, int] | None = None,
 ) -> WebhookResponse:
     counts = counts or {}
     body = json_body(status, error, counts)
     headers = json_headers_for(body)
-    if allow is not None:
-        headers += (("Allow", allow),)
     # Given, not left to the default: **counts could name a field for all mypy knows.
     return WebhookResponse(status, body, headers=headers, **counts)
 
@@ -128,8 +125,8 @@ class Endpoint(JSONEndpoint[WebhookResponse]):
     allow_partially_signed_batches: bool = False
 
     def refuse(self, status: int, error: str) -> WebhookResponse:
-        """The error answer with this ``status`` (a 405 names the method allowed)."""
-        return _respond(status, error, allow="POST" if status == 405 else None)
+        """The error answer with this ``status`` (``precheck`` adds a 405's ``Allow``)."""
+        return _respond(status, error)
 
     def handle(self, body: bytes, headers: Mapping[str, str]) -> WebhookResponse:
         """:func:`handle` with this endpoint's configuration."""
