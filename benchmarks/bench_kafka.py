@@ -116,11 +116,8 @@ def _worker(brokers: str, topic: str, group: str) -> None:
         config={"bootstrap.servers": brokers, "log_level": 0},
     )
     first: list[float] = []
-    track, assign, revoke = (
-        consumer._tracker.track,
-        consumer._on_assign,
-        consumer._on_revoke,
-    )
+    owned = consumer._owned
+    track, assign, revoke = consumer._tracker.track, owned.on_assign, owned.on_revoke
 
     def tracked(*args: Any) -> Any:
         if not first:
@@ -129,15 +126,15 @@ def _worker(brokers: str, topic: str, group: str) -> None:
 
     def assigned(*args: Any) -> None:
         assign(*args)
-        print(f"assigned {len(consumer._assignment)}", flush=True)
+        print(f"assigned {len(owned.keys)}", flush=True)
 
     def revoked(*args: Any) -> None:
         revoke(*args)
-        print(f"assigned {len(consumer._assignment)}", flush=True)
+        print(f"assigned {len(owned.keys)}", flush=True)
 
     consumer._tracker.track = tracked  # type: ignore[method-assign]
-    consumer._on_assign = assigned  # type: ignore[method-assign]
-    consumer._on_revoke = revoked  # type: ignore[method-assign]
+    owned.on_assign = assigned  # type: ignore[method-assign]
+    owned.on_revoke = revoked  # type: ignore[method-assign]
     signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
     consumer.run()
     span = {"count": client.count, "first": first[0] if first else 0.0, "last": client.last}
